@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Compile every csrc/cuda/*.cu with nvcc for sm_80 and sm_90, compile only (no GPU needed).
+# The CPU torch wheel lacks the generated c10/cuda/impl/cuda_cmake_macros.h, so an empty one
+# is supplied from a temporary include directory. Exits non-zero on the first failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+NVCC=${NVCC:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
+[ -x "$NVCC" ] || { echo "compile_cuda: nvcc not found" >&2; exit 1; }
+TORCH_DIR=$(python3 -c 'import os, torch; print(os.path.dirname(torch.__file__))')
+PY_INC=$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+ABI=$(python3 -c 'import torch; print(int(torch._C._GLIBCXX_USE_CXX11_ABI))')
+SHIM=$(mktemp -d)
+trap 'rm -rf "$SHIM"' EXIT
+mkdir -p "$SHIM/c10/cuda/impl"
+[ -f "$TORCH_DIR/include/c10/cuda/impl/cuda_cmake_macros.h" ] || : > "$SHIM/c10/cuda/impl/cuda_cmake_macros.h"
+shopt -s nullglob
+files=(csrc/cuda/*.cu)
+[ ${#files[@]} -gt 0 ] || { echo "compile_cuda: no .cu files under csrc/cuda" >&2; exit 1; }
+for f in "${files[@]}"; do
+  echo "nvcc (sm_80, sm_90, compile only): $f"
+  if ! "$NVCC" -c "$f" -o "$SHIM/$(basename "$f").o" -std=c++20 -O3 --expt-relaxed-constexpr \
+    -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
+    -I"$SHIM" -I"$TORCH_DIR/include" -I"$TORCH_DIR/include/torch/csrc/api/include" -I"$PY_INC" \
+    -D_GLIBCXX_USE_CXX11_ABI=$ABI -DTORCH_EXTENSION_NAME=_C -Xcompiler -fPIC \
+    -diag-suppress 20012,20014; then
+    echo "compile_cuda: FAILED on $f" >&2
+    exit 1
+  fi
+done
+echo "compile_cuda: ${#files[@]} CUDA source(s) compiled for sm_80 and sm_90"

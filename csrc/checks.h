@@ -1,0 +1,121 @@
+// The one place that validates op arguments. Every kernel entry calls these before touching
+// data, so a bad call raises a c10::Error (RuntimeError in Python) naming the op, the argument
+// and what was expected, instead of reading out of bounds.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <string>
+
+namespace gkd {
+
+inline std::string shape_str(const at::Tensor& t) { return c10::str(t.sizes()); }
+
+// Index tensors of a CSR structure: rowptr [N_dst + 1], col [E], int64, contiguous, same device.
+inline void check_csr(const char* op, const at::Tensor& rowptr, const at::Tensor& col,
+                      const char* rowptr_name = "rowptr", const char* col_name = "col") {
+  TORCH_CHECK(rowptr.dim() == 1 && rowptr.size(0) >= 1, op, ": argument '", rowptr_name,
+              "' must be a 1-D tensor of length N_dst + 1 >= 1, got shape ", shape_str(rowptr));
+  TORCH_CHECK(col.dim() == 1, op, ": argument '", col_name, "' must be a 1-D tensor [E], got shape ",
+              shape_str(col));
+  TORCH_CHECK(rowptr.scalar_type() == at::kLong, op, ": argument '", rowptr_name,
+              "' must be int64, got ", rowptr.scalar_type());
+  TORCH_CHECK(col.scalar_type() == at::kLong, op, ": argument '", col_name, "' must be int64, got ",
+              col.scalar_type());
+  TORCH_CHECK(rowptr.is_contiguous() && col.is_contiguous(), op, ": arguments '", rowptr_name,
+              "' and '", col_name, "' must be contiguous");
+  TORCH_CHECK(col.device() == rowptr.device(), op, ": argument '", col_name, "' is on ",
+              col.device(), " but '", rowptr_name, "' is on ", rowptr.device());
+}
+
+// The transposed CSR (by source) that backward passes traverse, with the permutation that maps
+// each transposed position to the edge's position in the forward CSR.
+inline void check_transpose(const char* op, const at::Tensor& col, int64_t num_src,
+                            const at::Tensor& t_rowptr, const at::Tensor& t_col,
+                            const at::Tensor& t_perm) {
+  check_csr(op, t_rowptr, t_col, "t_rowptr", "t_col");
+  TORCH_CHECK(t_rowptr.size(0) == num_src + 1, op, ": argument 't_rowptr' must have length N_src + 1 = ",
+              num_src + 1, ", got ", t_rowptr.size(0));
+  TORCH_CHECK(t_col.size(0) == col.size(0) && t_perm.dim() == 1 && t_perm.size(0) == col.size(0), op,
+              ": arguments 't_col' and 't_perm' must have E = ", col.size(0), " entries, got ",
+              shape_str(t_col), " and ", shape_str(t_perm));
+  TORCH_CHECK(t_perm.scalar_type() == at::kLong && t_perm.is_contiguous(), op,
+              ": argument 't_perm' must be a contiguous int64 tensor");
+  TORCH_CHECK(t_rowptr.device() == col.device() && t_perm.device() == col.device(), op,
+              ": the transpose tensors must be on ", col.device());
+}
+
+// A dense node-feature matrix [rows, D] on the device of the graph, in a supported dtype.
+inline void check_features(const char* op, const char* name, const at::Tensor& x,
+                           const at::Tensor& like_device) {
+  TORCH_CHECK(x.dim() == 2, op, ": argument '", name, "' must be a 2-D tensor [N, D], got shape ",
+              shape_str(x));
+  TORCH_CHECK(x.device() == like_device.device(), op, ": argument '", name, "' is on ", x.device(),
+              " but the graph is on ", like_device.device());
+  const auto t = x.scalar_type();
+  if (x.is_cuda()) {
+    TORCH_CHECK(t == at::kFloat || t == at::kDouble || t == at::kHalf || t == at::kBFloat16, op,
+                ": argument '", name, "' must be float16, bfloat16, float32 or float64 on CUDA, got ", t);
+  } else {
+    TORCH_CHECK(t == at::kFloat || t == at::kDouble, op, ": argument '", name,
+                "' must be float32 or float64 on CPU, got ", t);
+  }
+}
+
+inline void check_rows(const char* op, const char* name, const at::Tensor& x, int64_t rows,
+                       const char* what) {
+  TORCH_CHECK(x.size(0) == rows, op, ": argument '", name, "' must have ", rows, " rows (", what,
+              "), got shape ", shape_str(x));
+}
+
+inline void check_same_dtype(const char* op, const char* name, const at::Tensor& t,
+                             const at::Tensor& ref, const char* ref_name) {
+  TORCH_CHECK(t.scalar_type() == ref.scalar_type(), op, ": argument '", name, "' has dtype ",
+              t.scalar_type(), " but '", ref_name, "' has dtype ", ref.scalar_type());
+}
+
+// Edge values [E] or [E, H] (H heads, D divisible by H). Returns H.
+inline int64_t check_edge_values(const char* op, const at::Tensor& value, const at::Tensor& col,
+                                 const at::Tensor& x) {
+  const int64_t E = col.size(0);
+  TORCH_CHECK((value.dim() == 1 || value.dim() == 2) && value.size(0) == E, op,
+              ": argument 'value' must have shape [E] or [E, H] with E = ", E, ", got ",
+              shape_str(value));
+  TORCH_CHECK(value.device() == col.device(), op, ": argument 'value' is on ", value.device(),
+              " but the graph is on ", col.device());
+  check_same_dtype(op, "value", value, x, "x");
+  const int64_t H = value.dim() == 2 ? value.size(1) : 1;
+  TORCH_CHECK(H >= 1 && x.size(1) % H == 0, op, ": with ", H, " heads the feature width of 'x' (",
+              x.size(1), ") must be divisible by H");
+  return H;
+}
+
+inline int reduce_code(const char* op, c10::string_view reduce) {
+  if (reduce == "sum") return 0;
+  if (reduce == "mean") return 1;
+  if (reduce == "max") return 2;
+  TORCH_CHECK(false, op, ": argument 'reduce' must be one of 'sum', 'mean', 'max', got '",
+              std::string(reduce), "'");
+  return -1;
+}
+
+enum Reduce { kSum = 0, kMean = 1, kMax = 2 };
+
+// Everything gkd::spmm and its backward read: returns H (heads).
+inline int64_t check_spmm(const char* op, const at::Tensor& rowptr, const at::Tensor& col,
+                          const c10::optional<at::Tensor>& value, const at::Tensor& x) {
+  check_csr(op, rowptr, col);
+  check_features(op, "x", x, rowptr);
+  return value.has_value() ? check_edge_values(op, *value, col, x) : 1;
+}
+
+// Gradient or second operand of shape [rows, D] matching 'ref' in dtype and width.
+inline void check_like(const char* op, const char* name, const at::Tensor& t, int64_t rows,
+                       const at::Tensor& ref, const char* ref_name) {
+  check_features(op, name, t, ref);
+  check_same_dtype(op, name, t, ref, ref_name);
+  TORCH_CHECK(t.size(0) == rows && t.size(1) == ref.size(1), op, ": argument '", name,
+              "' must have shape [", rows, ", ", ref.size(1), "], got ", shape_str(t));
+}
+
+}  // namespace gkd

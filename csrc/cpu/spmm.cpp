@@ -1,0 +1,288 @@
+// CPU kernels of gkd::spmm, gkd::spmm_backward and gkd::sddmm.
+//
+// Parallel mapping: rows of the CSR (destinations forward, sources in the transposed backward)
+// are split into nnz-balanced ranges (parallel_rows). A thread owns its output rows, so no two
+// threads write the same element and results do not depend on the thread count. The inner
+// loops run over contiguous feature rows with restrict pointers so the compiler vectorises them;
+// the output row stays in L1 while the neighbour rows stream in.
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <torch/library.h>
+
+#include <limits>
+
+#include "../checks.h"
+#include "parallel.h"
+
+namespace gkd {
+namespace cpu {
+namespace {
+
+template <typename T>
+inline void axpy(T* __restrict o, const T* __restrict x, T a, int64_t n) {
+  for (int64_t f = 0; f < n; ++f) o[f] += a * x[f];
+}
+
+template <typename T>
+inline T dot(const T* __restrict a, const T* __restrict b, int64_t n) {
+  T s = 0;
+  for (int64_t f = 0; f < n; ++f) s += a[f] * b[f];
+  return s;
+}
+
+inline void prefetch_row(const void* p) { __builtin_prefetch(p, 0, 1); }
+
+// Forward, sum or mean. With H heads, head h of edge e scales features [h*F, (h+1)*F).
+template <typename T>
+void spmm_sum_kernel(const int64_t* rowptr, const int64_t* col, const T* value, const T* x,
+                     T* out, int64_t rows, int64_t D, int64_t H, bool mean) {
+  const int64_t F = D / H;
+  parallel_rows(rowptr, rows, D, [&](int64_t r0, int64_t r1) {
+    for (int64_t i = r0; i < r1; ++i) {
+      T* __restrict o = out + i * D;
+      std::fill(o, o + D, T(0));
+      const int64_t e0 = rowptr[i], e1 = rowptr[i + 1];
+      for (int64_t e = e0; e < e1; ++e) {
+        if (e + 4 < e1) prefetch_row(x + col[e + 4] * D);
+        const T* xj = x + col[e] * D;
+        if (H == 1) {
+          axpy(o, xj, value ? value[e] : T(1), D);
+        } else {
+          for (int64_t h = 0; h < H; ++h) axpy(o + h * F, xj + h * F, value[e * H + h], F);
+        }
+      }
+      if (mean && e1 > e0) {
+        const T inv = T(1) / T(e1 - e0);
+        for (int64_t f = 0; f < D; ++f) o[f] *= inv;
+      }
+    }
+  });
+}
+
+// Forward, max: per output element the largest value[e]*x[j], and the edge that gave it.
+// Empty rows give 0 and the sentinel E.
+template <typename T>
+void spmm_max_kernel(const int64_t* rowptr, const int64_t* col, const T* value, const T* x,
+                     T* out, int64_t* arg, int64_t rows, int64_t D, int64_t H, int64_t E) {
+  const int64_t F = D / H;
+  parallel_rows(rowptr, rows, D, [&](int64_t r0, int64_t r1) {
+    for (int64_t i = r0; i < r1; ++i) {
+      T* __restrict o = out + i * D;
+      int64_t* __restrict a = arg + i * D;
+      const int64_t e0 = rowptr[i], e1 = rowptr[i + 1];
+      if (e0 == e1) {
+        std::fill(o, o + D, T(0));
+        std::fill(a, a + D, E);
+        continue;
+      }
+      std::fill(o, o + D, -std::numeric_limits<T>::infinity());
+      std::fill(a, a + D, e0);
+      for (int64_t e = e0; e < e1; ++e) {
+        const T* xj = x + col[e] * D;
+        for (int64_t f = 0; f < D; ++f) {
+          const T v = (value ? value[e * H + f / F] : T(1)) * xj[f];
+          if (v > o[f] || e == e0) {
+            o[f] = v;
+            a[f] = e;
+          }
+        }
+      }
+    }
+  });
+}
+
+// Per-edge, per-head dot products <a[i], b[j]> over the forward CSR. With inv_deg each is
+// scaled by 1/deg(i) (mean); with arg only features whose max was won by e count (max).
+template <typename T>
+void sddmm_kernel(const int64_t* rowptr, const int64_t* col, const T* a, const T* b,
+                  const int64_t* arg, T* out, int64_t rows, int64_t D, int64_t H, bool inv_deg) {
+  const int64_t F = D / H;
+  parallel_rows(rowptr, rows, D, [&](int64_t r0, int64_t r1) {
+    for (int64_t i = r0; i < r1; ++i) {
+      const T* ai = a + i * D;
+      const int64_t e0 = rowptr[i], e1 = rowptr[i + 1];
+      const T scale = inv_deg && e1 > e0 ? T(1) / T(e1 - e0) : T(1);
+      for (int64_t e = e0; e < e1; ++e) {
+        if (e + 4 < e1) prefetch_row(b + col[e + 4] * D);
+        const T* bj = b + col[e] * D;
+        for (int64_t h = 0; h < H; ++h) {
+          T s = 0;
+          if (arg) {
+            const int64_t* ar = arg + i * D;
+            for (int64_t f = h * F; f < (h + 1) * F; ++f)
+              if (ar[f] == e) s += ai[f] * bj[f];
+          } else {
+            s = dot(ai + h * F, bj + h * F, F);
+          }
+          out[e * H + h] = s * scale;
+        }
+      }
+    }
+  });
+}
+
+// Fused backward over the transposed CSR: source row j gathers grad_out[i] once per outgoing
+// edge and uses it twice, for grad_x[j] (axpy) and for the edge's value gradient (a dot with
+// x[j], which stays in cache). grad_value is written at the edge's forward position t_perm[k],
+// a distinct slot per edge, so the pass needs no atomics.
+template <typename T>
+void spmm_backward_transposed(const int64_t* t_rowptr, const int64_t* t_col, const int64_t* t_perm,
+                              const int64_t* rowptr, const T* value, const T* x, const T* g,
+                              const int64_t* arg, T* gx, T* gv, int64_t src_rows, int64_t D,
+                              int64_t H, int reduce) {
+  const int64_t F = D / H;
+  parallel_rows(t_rowptr, src_rows, D, [&](int64_t r0, int64_t r1) {
+    for (int64_t j = r0; j < r1; ++j) {
+      T* __restrict gxj = gx ? gx + j * D : nullptr;
+      if (gxj) std::fill(gxj, gxj + D, T(0));
+      const T* xj = x + j * D;
+      const int64_t k0 = t_rowptr[j], k1 = t_rowptr[j + 1];
+      for (int64_t k = k0; k < k1; ++k) {
+        if (k + 4 < k1) prefetch_row(g + t_col[k + 4] * D);
+        const int64_t i = t_col[k], e = t_perm[k];
+        const T* gi = g + i * D;
+        T scale = T(1);
+        if (reduce == kMean) scale = T(1) / T(rowptr[i + 1] - rowptr[i]);
+        for (int64_t h = 0; h < H; ++h) {
+          const T v = value ? value[e * H + h] : T(1);
+          const int64_t f0 = h * F;
+          if (reduce == kMax) {
+            const int64_t* ai = arg + i * D;
+            T s = 0;
+            for (int64_t f = f0; f < f0 + F; ++f) {
+              if (ai[f] == e) {
+                if (gxj) gxj[f] += v * gi[f];
+                s += gi[f] * xj[f];
+              }
+            }
+            if (gv) gv[e * H + h] = s;
+          } else {
+            if (gxj) axpy(gxj + f0, gi + f0, v * scale, F);
+            if (gv) gv[e * H + h] = dot(gi + f0, xj + f0, F) * scale;
+          }
+        }
+      }
+    }
+  });
+}
+
+std::tuple<at::Tensor, at::Tensor> spmm_cpu(const at::Tensor& rowptr, const at::Tensor& col,
+                                            const c10::optional<at::Tensor>& value,
+                                            const at::Tensor& x_in, c10::string_view reduce,
+                                            const c10::optional<at::Tensor>&,
+                                            const c10::optional<at::Tensor>&,
+                                            const c10::optional<at::Tensor>&) {
+  const char* op = "gkd::spmm";
+  const int64_t H = check_spmm(op, rowptr, col, value, x_in);
+  const int r = reduce_code(op, reduce);
+  const at::Tensor x = x_in.contiguous();
+  const at::Tensor v = value.has_value() ? value->contiguous() : at::Tensor();
+  const int64_t rows = rowptr.size(0) - 1, D = x.size(1), E = col.size(0);
+  at::Tensor out = at::empty({rows, D}, x.options());
+  at::Tensor arg = r == kMax ? at::empty({rows, D}, x.options().dtype(at::kLong))
+                             : at::empty({0}, x.options().dtype(at::kLong));
+  if (rows == 0 || D == 0) return {out, arg};
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "gkd_spmm_cpu", [&] {
+    const scalar_t* vp = v.defined() ? v.data_ptr<scalar_t>() : nullptr;
+    if (r == kMax) {
+      spmm_max_kernel<scalar_t>(rowptr.data_ptr<int64_t>(), col.data_ptr<int64_t>(), vp,
+                                x.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(),
+                                arg.data_ptr<int64_t>(), rows, D, H, E);
+    } else {
+      spmm_sum_kernel<scalar_t>(rowptr.data_ptr<int64_t>(), col.data_ptr<int64_t>(), vp,
+                                x.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), rows, D, H,
+                                r == kMean);
+    }
+  });
+  return {out, arg};
+}
+
+std::tuple<at::Tensor, at::Tensor> spmm_backward_cpu(
+    const at::Tensor& rowptr, const at::Tensor& col, const c10::optional<at::Tensor>& value,
+    const at::Tensor& x_in, const at::Tensor& grad_in, const at::Tensor& arg,
+    c10::string_view reduce, const c10::optional<at::Tensor>& t_rowptr,
+    const c10::optional<at::Tensor>& t_col, const c10::optional<at::Tensor>& t_perm, bool need_x,
+    bool need_value) {
+  const char* op = "gkd::spmm_backward";
+  const int64_t H = check_spmm(op, rowptr, col, value, x_in);
+  const int r = reduce_code(op, reduce);
+  const int64_t rows = rowptr.size(0) - 1, D = x_in.size(1), E = col.size(0), N_src = x_in.size(0);
+  check_like(op, "grad_out", grad_in, rows, x_in, "x");
+  if (r == kMax) {
+    TORCH_CHECK(arg.scalar_type() == at::kLong && arg.dim() == 2 && arg.size(0) == rows &&
+                    arg.size(1) == D,
+                op, ": argument 'arg' must be the int64 [", rows, ", ", D,
+                "] argmax returned by gkd::spmm with reduce='max', got ", shape_str(arg));
+  }
+  TORCH_CHECK(!need_value || value.has_value(), op,
+              ": need_value=True but no edge values were given");
+  const bool transposed = t_rowptr.has_value() && t_col.has_value() && t_perm.has_value();
+  TORCH_CHECK(!need_x || transposed, op,
+              ": the gradient for 'x' needs the transposed graph (t_rowptr, t_col, t_perm)");
+  if (transposed) check_transpose(op, col, N_src, *t_rowptr, *t_col, *t_perm);
+
+  const at::Tensor x = x_in.contiguous(), g = grad_in.contiguous();
+  const at::Tensor v = value.has_value() ? value->contiguous() : at::Tensor();
+  const at::Tensor a = r == kMax ? arg.contiguous() : at::Tensor();
+  at::Tensor grad_x = need_x ? at::empty({N_src, D}, x.options()) : at::empty({0}, x.options());
+  at::Tensor grad_v = need_value ? at::empty(v.sizes(), x.options()) : at::empty({0}, x.options());
+  if (!need_x && !need_value) return {grad_x, grad_v};
+  if (D == 0 || E == 0) {
+    grad_x.zero_();
+    grad_v.zero_();
+    return {grad_x, grad_v};
+  }
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "gkd_spmm_backward_cpu", [&] {
+    const scalar_t* vp = v.defined() ? v.data_ptr<scalar_t>() : nullptr;
+    const int64_t* ap = a.defined() ? a.data_ptr<int64_t>() : nullptr;
+    scalar_t* gvp = need_value ? grad_v.data_ptr<scalar_t>() : nullptr;
+    if (need_x) {
+      spmm_backward_transposed<scalar_t>(
+          t_rowptr->data_ptr<int64_t>(), t_col->data_ptr<int64_t>(), t_perm->data_ptr<int64_t>(),
+          rowptr.data_ptr<int64_t>(), vp, x.data_ptr<scalar_t>(), g.data_ptr<scalar_t>(), ap,
+          grad_x.data_ptr<scalar_t>(), gvp, N_src, D, H, r);
+    } else {
+      sddmm_kernel<scalar_t>(rowptr.data_ptr<int64_t>(), col.data_ptr<int64_t>(),
+                             g.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(), ap, gvp, rows, D, H,
+                             r == kMean);
+    }
+  });
+  return {grad_x, grad_v};
+}
+
+at::Tensor sddmm_cpu(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& a_in,
+                     const at::Tensor& b_in, int64_t heads, const c10::optional<at::Tensor>&,
+                     const c10::optional<at::Tensor>&, const c10::optional<at::Tensor>&) {
+  const char* op = "gkd::sddmm";
+  check_csr(op, rowptr, col);
+  check_features(op, "a", a_in, rowptr);
+  check_rows(op, "a", a_in, rowptr.size(0) - 1, "one per destination node");
+  check_features(op, "b", b_in, rowptr);
+  check_same_dtype(op, "b", b_in, a_in, "a");
+  TORCH_CHECK(b_in.size(1) == a_in.size(1), op, ": arguments 'a' and 'b' must have the same width, got ",
+              shape_str(a_in), " and ", shape_str(b_in));
+  TORCH_CHECK(heads >= 1 && a_in.size(1) % heads == 0, op, ": argument 'heads' must be >= 1 and divide D = ",
+              a_in.size(1), ", got ", heads);
+  const at::Tensor a = a_in.contiguous(), b = b_in.contiguous();
+  const int64_t rows = rowptr.size(0) - 1, D = a.size(1), E = col.size(0);
+  at::Tensor out = at::empty({E, heads}, a.options());
+  if (E == 0) return out;
+  if (D == 0) return out.zero_();
+  AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "gkd_sddmm_cpu", [&] {
+    sddmm_kernel<scalar_t>(rowptr.data_ptr<int64_t>(), col.data_ptr<int64_t>(),
+                           a.data_ptr<scalar_t>(), b.data_ptr<scalar_t>(), nullptr,
+                           out.data_ptr<scalar_t>(), rows, D, heads, false);
+  });
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(gkd, CPU, m) {
+  m.impl("spmm", &spmm_cpu);
+  m.impl("spmm_backward", &spmm_backward_cpu);
+  m.impl("sddmm", &sddmm_cpu);
+}
+
+}  // namespace cpu
+}  // namespace gkd

@@ -1,0 +1,74 @@
+"""Fake (meta) kernels and autograd formulas for every gkd:: op.
+
+Fake kernels give output shapes from input shapes alone, so the ops trace under
+``torch.compile`` and export. Backward passes call the schema'd backward ops, so they trace too.
+"""
+import torch
+
+_lib = torch.ops.gkd
+
+
+# ------------------------------------------------------------------ spmm
+@torch.library.register_fake("gkd::spmm")
+def _spmm_fake(rowptr, col, value, x, reduce, t_rowptr=None, t_col=None, t_perm=None):
+    rows = rowptr.shape[0] - 1
+    out = x.new_empty((rows, x.shape[1]))
+    arg_shape = (rows, x.shape[1]) if reduce == "max" else (0,)
+    return out, x.new_empty(arg_shape, dtype=torch.long)
+
+
+@torch.library.register_fake("gkd::spmm_backward")
+def _spmm_backward_fake(rowptr, col, value, x, grad_out, arg, reduce, t_rowptr, t_col, t_perm,
+                        need_x, need_value):
+    grad_x = x.new_empty(x.shape) if need_x else x.new_empty((0,))
+    grad_v = x.new_empty(value.shape) if need_value else x.new_empty((0,))
+    return grad_x, grad_v
+
+
+def _spmm_setup_context(ctx, inputs, output):
+    rowptr, col, value, x, reduce, t_rowptr, t_col, t_perm = inputs
+    ctx.reduce = reduce
+    ctx.save_for_backward(rowptr, col, value, x, output[1], t_rowptr, t_col, t_perm)
+
+
+def _spmm_backward(ctx, grad_out, _grad_arg):
+    rowptr, col, value, x, arg, t_rowptr, t_col, t_perm = ctx.saved_tensors
+    need_value, need_x = ctx.needs_input_grad[2], ctx.needs_input_grad[3]
+    grad_x, grad_v = _lib.spmm_backward(rowptr, col, value, x, grad_out, arg, ctx.reduce,
+                                        t_rowptr, t_col, t_perm, need_x, need_value)
+    return (None, None, grad_v if need_value else None, grad_x if need_x else None,
+            None, None, None, None)
+
+
+torch.library.register_autograd("gkd::spmm", _spmm_backward, setup_context=_spmm_setup_context)
+
+
+# ------------------------------------------------------------------ sddmm
+@torch.library.register_fake("gkd::sddmm")
+def _sddmm_fake(rowptr, col, a, b, heads=1, t_rowptr=None, t_col=None, t_perm=None):
+    return a.new_empty((col.shape[0], heads))
+
+
+def _sddmm_setup_context(ctx, inputs, output):
+    rowptr, col, a, b, heads, t_rowptr, t_col, t_perm = inputs
+    ctx.save_for_backward(rowptr, col, a, b, t_rowptr, t_col, t_perm)
+
+
+def _sddmm_backward(ctx, grad):
+    # out[e, h] = <a[i,h], b[j,h]>: grad_a = A_grad @ b (CSR by destination) and
+    # grad_b = A_grad^T @ a (the transposed CSR), both as multi-head SpMMs with the edge
+    # gradient as values.
+    rowptr, col, a, b, t_rowptr, t_col, t_perm = ctx.saved_tensors
+    grad = grad.contiguous()
+    grad_a = grad_b = None
+    if ctx.needs_input_grad[2]:
+        grad_a = _lib.spmm(rowptr, col, grad, b, "sum")[0]
+    if ctx.needs_input_grad[3]:
+        if t_rowptr is None:
+            raise RuntimeError("gkd::sddmm: the gradient for 'b' needs the transposed graph "
+                               "(t_rowptr, t_col, t_perm); call gkd_ext.sddmm with a Graph")
+        grad_b = _lib.spmm(t_rowptr, t_col, grad[t_perm], a, "sum")[0]
+    return None, None, grad_a, grad_b, None, None, None, None
+
+
+torch.library.register_autograd("gkd::sddmm", _sddmm_backward, setup_context=_sddmm_setup_context)
