@@ -1,0 +1,35 @@
+"""Shared test fixtures: device parametrisation with CUDA cases skipped visibly."""
+import pytest
+import torch
+
+import gkd_ext  # noqa: F401  (loads the ops)
+from gkd_ext.functional import has_cuda_kernels
+
+
+def cuda_ready() -> bool:
+    # Checked lazily (never at import of a test module that merely lists devices).
+    return torch.cuda.is_available() and has_cuda_kernels()
+
+
+CUDA_SKIP_REASON = "needs a CUDA device and a CUDA build of gkd_ext (run on the GPU machine)"
+
+DEVICES = [
+    "cpu",
+    pytest.param("cuda", marks=[pytest.mark.cuda,
+                                pytest.mark.skipif("not config._gkd_cuda_ready",
+                                                   reason=CUDA_SKIP_REASON)]),
+]
+
+
+def pytest_configure(config):
+    config._gkd_cuda_ready = cuda_ready()
+
+
+@pytest.fixture(params=DEVICES)
+def device(request):
+    return torch.device(request.param)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
