@@ -17,7 +17,7 @@ def random_graph(n_src, n_dst, e, device, seed=0):
 
 
 @pytest.mark.parametrize("reduce", REDUCES)
-@pytest.mark.parametrize("D", [1, 7, 33, 130])
+@pytest.mark.parametrize("D", [1, 7, 33, 128, 130])
 @pytest.mark.parametrize("with_value", [False, True])
 def test_forward_matches_reference(device, reduce, D, with_value):
     g = random_graph(37, 45, 301, device)
@@ -56,11 +56,14 @@ def test_gradcheck_x_and_values(device, reduce, heads):
 
 
 @pytest.mark.parametrize("reduce", REDUCES)
-def test_gradients_match_reference(device, reduce):
+@pytest.mark.parametrize("D,dtype", [(19, torch.float32), (128, torch.float32), (64, torch.float64),
+                                     (130, torch.float64)])
+def test_gradients_match_reference(device, reduce, D, dtype):
+    # widths that are and are not multiples of the CPU kernels' register blocks
     g = random_graph(30, 25, 200, device)
-    x = torch.randn(30, 19, device=device, requires_grad=True)
-    v = torch.rand(g.num_edges, device=device, requires_grad=True)
-    go = torch.randn(25, 19, device=device)
+    x = torch.randn(30, D, device=device, dtype=dtype, requires_grad=True)
+    v = torch.rand(g.num_edges, device=device, dtype=dtype, requires_grad=True)
+    go = torch.randn(25, D, device=device, dtype=dtype)
     gx, gv = torch.autograd.grad(gkd_ext.spmm(g, x, v, reduce=reduce), (x, v), go)
     rx, rv = torch.autograd.grad(spmm_reference(g, x, v, reduce=reduce), (x, v), go)
     torch.testing.assert_close(gx, rx, rtol=1e-4, atol=1e-5)
