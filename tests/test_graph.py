@@ -89,3 +89,16 @@ def test_to_device_keeps_cache():
     g.transpose()
     h = g.to("cpu")
     assert h._transpose is not None and torch.equal(h.rowptr, g.rowptr)
+
+
+def test_missing_extension_names_the_build_command(tmp_path):
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+    src = Path(gkd_ext.__file__).parent
+    shutil.copytree(src, tmp_path / "gkd_ext", ignore=shutil.ignore_patterns("*.so", "__pycache__"))
+    proc = subprocess.run([sys.executable, "-c", "import gkd_ext"], cwd=tmp_path,
+                          capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert "pip install --no-build-isolation -e ." in proc.stderr
