@@ -12,8 +12,8 @@ except ImportError as exc:  # pragma: no cover - exercised only on a broken inst
 
 from . import _ops  # noqa: E402,F401  (fake kernels and autograd for the gkd:: ops)
 from .graph import Graph  # noqa: E402
-from .functional import sddmm, spmm  # noqa: E402
+from .functional import get_impl, sddmm, set_impl, spmm, use_impl  # noqa: E402
 
 __version__ = "0.1.0"
 
-__all__ = ["Graph", "spmm", "sddmm", "__version__"]
+__all__ = ["Graph", "spmm", "sddmm", "set_impl", "get_impl", "use_impl", "__version__"]

@@ -4,7 +4,8 @@ import sys
 
 def main(argv=None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    commands = {"demo": "train a GCN on the bundled Cora and time SpMM (the `make demo` job)",
+    commands = {"demo": "the `make demo` job on the bundled Cora",
+                "train": "train with a KD method over seeds (see `python -m gkd_ext train --help`)",
                 "info": "versions, build flags and the registered ops"}
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         print("usage: python -m gkd_ext COMMAND [options]\n\ncommands:")
@@ -17,6 +18,9 @@ def main(argv=None) -> None:
     if argv[0] == "demo":
         from .demo import main as demo
         demo(argv[1:])
+    elif argv[0] == "train":
+        from .train.cli import main as train
+        train(argv[1:])
     else:
         from .info import report
         print(report())

@@ -1,6 +1,7 @@
 """Documented public functions over the gkd:: ops."""
 from __future__ import annotations
 
+import contextlib
 from typing import Optional
 
 import torch
@@ -11,6 +12,33 @@ Tensor = torch.Tensor
 _lib = torch.ops.gkd
 
 _REDUCES = ("sum", "mean", "max")
+_IMPLS = ("fused", "reference")
+_impl = "fused"
+
+
+def set_impl(name: str) -> None:
+    """Route every public function to the fused ops (``"fused"``, the default) or to the
+    unfused pure-PyTorch references of :mod:`gkd_ext.reference` (``"reference"``): same math,
+    the memory and speed of what users would write by hand. For comparisons and debugging."""
+    global _impl
+    if name not in _IMPLS:
+        raise ValueError(f"gkd_ext.set_impl: 'name' must be one of {_IMPLS}, got {name!r}")
+    _impl = name
+
+
+def get_impl() -> str:
+    return _impl
+
+
+@contextlib.contextmanager
+def use_impl(name: str):
+    """``with use_impl("reference"): ...`` runs the block on the references."""
+    previous = _impl
+    set_impl(name)
+    try:
+        yield
+    finally:
+        set_impl(previous)
 
 
 def has_cuda_kernels(op: str = "spmm") -> bool:
@@ -89,6 +117,10 @@ def spmm(graph: Graph, x: Tensor, value: Optional[Tensor] = None, reduce: str = 
         raise ValueError(f"gkd_ext.spmm: 'x' must be [N_src, D] or [N_src, H, F], got shape {list(x.shape)}")
     if x.size(0) != graph.num_src:
         raise ValueError(f"gkd_ext.spmm: 'x' must have num_src = {graph.num_src} rows, got {x.size(0)}")
+    if _impl == "reference":
+        from .reference import spmm_reference
+        out = spmm_reference(graph, x, value, reduce)
+        return out if heads_shape is None else out.view(out.size(0), *heads_shape)
     t = _transpose_if_needed(graph, x)
     out, _ = _lib.spmm(graph.rowptr, graph.col, value, x, reduce, *t)
     return out if heads_shape is None else out.view(out.size(0), *heads_shape)
@@ -125,6 +157,10 @@ def sddmm(graph: Graph, a: Tensor, b: Tensor, heads: Optional[int] = None) -> Te
     if a.size(0) != graph.num_dst or b.size(0) != graph.num_src:
         raise ValueError(f"gkd_ext.sddmm: 'a' needs num_dst = {graph.num_dst} rows and 'b' num_src = "
                          f"{graph.num_src} rows, got {a.size(0)} and {b.size(0)}")
+    if _impl == "reference":
+        from .reference import sddmm_reference
+        out = sddmm_reference(graph, a, b, heads)
+        return out.squeeze(1) if squeeze else out
     t = _transpose_if_needed(graph, b)
     out = _lib.sddmm(graph.rowptr, graph.col, a, b, heads, *t)
     return out.squeeze(1) if squeeze else out
