@@ -230,7 +230,7 @@ class Bench:
 def _fmt(r: Row) -> str:
     ms = f"{r.ms:10.2f}" if r.ms is not None else f"{'-':>10}"
     peak = f"{r.peak_mb:9.1f}" if r.peak_mb is not None else f"{'-':>9}"
-    gb = "/".join(f"{v:.0f}" for v in r.gbps.values()) or "-"
+    gb = "/".join(f"{v:.1f}" for v in r.gbps.values()) or "-"
     tf = f"{r.tflops:8.2f}" if r.tflops is not None else f"{'-':>8}"
     if r.status != "ok":
         tail = f"{r.status.upper()} {r.note}"
