@@ -192,3 +192,23 @@ def test_bad_input():
     with pytest.raises(RuntimeError, match="'lse_s' must have shape"):
         torch.ops.gkd.infonce_backward(torch.ones(()), zs, zt, torch.zeros(3), torch.zeros(0), 0.1,
                                        False, "ieee", True, True)
+
+
+def test_gcrd_module_subsets():
+    from gkd_ext.losses import GCRDLoss
+    crd = GCRDLoss(12, 20, p=16, temperature=0.1).double()
+    hs, ht = torch.randn(50, 12, dtype=torch.float64), torch.randn(50, 20, dtype=torch.float64)
+    mask = torch.zeros(50, dtype=torch.bool)
+    mask[::3] = True
+    loss = crd(hs, ht, nodes=mask)
+    zs = torch.nn.functional.normalize(crd.proj_s(hs[mask]), dim=1)
+    zt = torch.nn.functional.normalize(crd.proj_t(ht[mask]), dim=1)
+    torch.testing.assert_close(loss, infonce_dense(zs, zt, 0.1))
+    loss.backward()
+    assert crd.proj_s[0].weight.grad is not None and crd.proj_t[0].weight.grad is not None
+    sub = GCRDLoss(12, 20, p=16, max_samples=10, generator=torch.Generator().manual_seed(1)).double()
+    assert torch.isfinite(sub(hs, ht))
+    with pytest.raises(ValueError, match="max_samples"):
+        GCRDLoss(12, 20, max_samples=0)
+    with pytest.raises(ValueError, match="same number of rows"):
+        crd(hs, ht[:10])

@@ -172,3 +172,18 @@ def test_bad_input():
     with pytest.raises(RuntimeError, match="'sq_t' must have shape"):
         torch.ops.gkd.gsp_backward(torch.ones(()), hs, ht, torch.zeros(10), torch.zeros(4), "rbf",
                                    0.5, True, True)
+
+
+def test_gsp_module_subsets():
+    from gkd_ext.losses import GSPLoss
+    hs, ht = torch.randn(60, 5, dtype=torch.float64), torch.randn(60, 7, dtype=torch.float64)
+    idx = torch.tensor([3, 1, 40, 59, 7])
+    torch.testing.assert_close(GSPLoss("rbf", gamma=0.3)(hs, ht, nodes=idx),
+                               gsp_dense(hs[idx], ht[idx], "rbf", 0.3))
+    torch.testing.assert_close(GSPLoss("l2")(hs, ht), gsp_dense(hs, ht, "l2"))
+    g = torch.Generator().manual_seed(0)
+    pick = torch.randperm(60, generator=torch.Generator().manual_seed(0))[:8]
+    torch.testing.assert_close(GSPLoss("poly", max_samples=8, generator=g)(hs, ht),
+                               gsp_dense(hs[pick], ht[pick], "poly"))
+    with pytest.raises(ValueError, match="kernel"):
+        GSPLoss("nope")(hs, ht)
