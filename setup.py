@@ -37,7 +37,13 @@ def _want_cuda():
 def _extension():
     with_cuda, why = _want_cuda()
     sources = sorted(glob.glob("csrc/*.cpp")) + sorted(glob.glob("csrc/cpu/*.cpp"))
+    # The CPU kernels are memory- and gather-bound loops that the compiler vectorises; building
+    # for the build machine's ISA (AVX2/AVX-512 where present) roughly halves their time.
+    # GKD_CPU_ARCH=portable builds for the baseline x86-64/aarch64 ISA instead (for wheels).
+    cpu_arch = os.environ.get("GKD_CPU_ARCH", "native")
     cxx = ["-O3", "-std=c++20", "-fopenmp"]
+    if cpu_arch != "portable":
+        cxx.append(f"-march={cpu_arch}")
     extra = {"cxx": cxx}
     kwargs = dict(extra_link_args=["-fopenmp"], py_limited_api=True)
     if with_cuda:
@@ -51,7 +57,7 @@ def _extension():
         ext = CppExtension("gkd_ext._C", sources, extra_compile_args=extra, **kwargs)
     arch = os.environ.get("TORCH_CUDA_ARCH_LIST", "-") if with_cuda else "-"
     print(f"gkd_ext setup: CUDA kernels {'ON' if with_cuda else 'OFF'} ({why}); "
-          f"arch list {arch}; {len(sources)} sources; OpenMP on", flush=True)
+          f"arch list {arch}; CPU ISA {cpu_arch}; {len(sources)} sources; OpenMP on", flush=True)
     return ext
 
 
