@@ -1,14 +1,6 @@
 // Every op schema of gkd_ext, in one block. Kernels register through TORCH_LIBRARY_IMPL in
 // csrc/cpu/<op>.cpp and csrc/cuda/<op>.cu; Python adds fake kernels and autograd (_ops.py).
-#include <Python.h>
 #include <torch/library.h>
-
-// An importable, empty Python module: importing gkd_ext._C runs the static registrations below
-// and in the kernel files. No pybind11 needed, which keeps compile times short.
-extern "C" PyObject* PyInit__C(void) {
-  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
-  return PyModule_Create(&module_def);
-}
 
 TORCH_LIBRARY(gkd, m) {
   // out[i] = reduce_{e=(j->i)} value[e] * x[j]. Returns (out [N_dst, D], arg): arg holds, for

@@ -36,23 +36,44 @@ inline T dot(const T* __restrict a, const T* __restrict b, int64_t n) {
 
 inline void prefetch_row(const void* p) { __builtin_prefetch(p, 0, 1); }
 
+// One row, features [f0, f0 + W) with W fixed at compile time: the W accumulators live in
+// vector registers for the whole edge loop instead of being reloaded from the output row.
+template <typename T, int W>
+inline void row_sum_block(const int64_t* col, const T* value, int64_t e0, int64_t e1, const T* x,
+                          int64_t D, int64_t f0, T* __restrict o) {
+  T acc[W];
+  for (int k = 0; k < W; ++k) acc[k] = T(0);
+  for (int64_t e = e0; e < e1; ++e) {
+    if (e + 4 < e1) prefetch_row(x + col[e + 4] * D + f0);
+    const T* __restrict xj = x + col[e] * D + f0;
+    const T v = value ? value[e] : T(1);
+#pragma omp simd
+    for (int k = 0; k < W; ++k) acc[k] += v * xj[k];
+  }
+  for (int k = 0; k < W; ++k) o[f0 + k] = acc[k];
+}
+
 // Forward, sum or mean. With H heads, head h of edge e scales features [h*F, (h+1)*F).
 template <typename T>
 void spmm_sum_kernel(const int64_t* rowptr, const int64_t* col, const T* value, const T* x,
                      T* out, int64_t rows, int64_t D, int64_t H, bool mean) {
   const int64_t F = D / H;
+  constexpr int W = 64 / sizeof(T) * 4;  // four 64-byte lines: 64 floats, 32 doubles
+  const int64_t blocked = H == 1 ? D / W * W : 0;
   parallel_rows(rowptr, rows, D, [&](int64_t r0, int64_t r1) {
     for (int64_t i = r0; i < r1; ++i) {
       T* __restrict o = out + i * D;
-      std::fill(o, o + D, T(0));
       const int64_t e0 = rowptr[i], e1 = rowptr[i + 1];
-      for (int64_t e = e0; e < e1; ++e) {
-        if (e + 4 < e1) prefetch_row(x + col[e + 4] * D);
-        const T* xj = x + col[e] * D;
-        if (H == 1) {
-          axpy(o, xj, value ? value[e] : T(1), D);
-        } else {
-          for (int64_t h = 0; h < H; ++h) axpy(o + h * F, xj + h * F, value[e * H + h], F);
+      for (int64_t f0 = 0; f0 < blocked; f0 += W) row_sum_block<T, W>(col, value, e0, e1, x, D, f0, o);
+      if (blocked < D) {
+        std::fill(o + blocked, o + D, T(0));
+        for (int64_t e = e0; e < e1; ++e) {
+          const T* xj = x + col[e] * D;
+          if (H == 1) {
+            axpy(o + blocked, xj + blocked, value ? value[e] : T(1), D - blocked);
+          } else {
+            for (int64_t h = 0; h < H; ++h) axpy(o + h * F, xj + h * F, value[e * H + h], F);
+          }
         }
       }
       if (mean && e1 > e0) {
@@ -129,18 +150,58 @@ void sddmm_kernel(const int64_t* rowptr, const int64_t* col, const T* a, const T
 // edge and uses it twice, for grad_x[j] (axpy) and for the edge's value gradient (a dot with
 // x[j], which stays in cache). grad_value is written at the edge's forward position t_perm[k],
 // a distinct slot per edge, so the pass needs no atomics.
+// The sum/mean single-head case of the pass below for features [f0, f0 + W): x[j] and the
+// grad_x accumulators stay in registers; each edge's value gradient is summed over the blocks.
+template <typename T, int W>
+inline void src_row_block(const int64_t* t_col, const int64_t* t_perm, const int64_t* rowptr,
+                          int64_t k0, int64_t k1, const T* value, const T* xj, const T* g, T* gxj,
+                          T* gv, int64_t D, int64_t f0, bool mean) {
+  T acc[W], xr[W];
+  for (int q = 0; q < W; ++q) {
+    acc[q] = T(0);
+    xr[q] = xj[f0 + q];
+  }
+  for (int64_t k = k0; k < k1; ++k) {
+    if (k + 4 < k1) prefetch_row(g + t_col[k + 4] * D + f0);
+    const int64_t i = t_col[k], e = t_perm[k];
+    const T* __restrict gi = g + i * D + f0;
+    const T scale = mean ? T(1) / T(rowptr[i + 1] - rowptr[i]) : T(1);
+    if (gxj) {
+      const T w = (value ? value[e] : T(1)) * scale;
+#pragma omp simd
+      for (int q = 0; q < W; ++q) acc[q] += w * gi[q];
+    }
+    if (gv) {
+      T s = 0;
+#pragma omp simd reduction(+ : s)
+      for (int q = 0; q < W; ++q) s += gi[q] * xr[q];
+      gv[e] = (f0 == 0 ? T(0) : gv[e]) + s * scale;
+    }
+  }
+  if (gxj)
+    for (int q = 0; q < W; ++q) gxj[f0 + q] = acc[q];
+}
+
 template <typename T>
 void spmm_backward_transposed(const int64_t* t_rowptr, const int64_t* t_col, const int64_t* t_perm,
                               const int64_t* rowptr, const T* value, const T* x, const T* g,
                               const int64_t* arg, T* gx, T* gv, int64_t src_rows, int64_t D,
                               int64_t H, int reduce) {
   const int64_t F = D / H;
+  constexpr int W = 64 / sizeof(T) * 4;
+  const bool blocked = H == 1 && reduce != kMax && D % W == 0;
   parallel_rows(t_rowptr, src_rows, D, [&](int64_t r0, int64_t r1) {
     for (int64_t j = r0; j < r1; ++j) {
       T* __restrict gxj = gx ? gx + j * D : nullptr;
-      if (gxj) std::fill(gxj, gxj + D, T(0));
       const T* xj = x + j * D;
       const int64_t k0 = t_rowptr[j], k1 = t_rowptr[j + 1];
+      if (blocked) {
+        for (int64_t f0 = 0; f0 < D; f0 += W)
+          src_row_block<T, W>(t_col, t_perm, rowptr, k0, k1, value, xj, g, gxj, gv, D, f0,
+                              reduce == kMean);
+        continue;
+      }
+      if (gxj) std::fill(gxj, gxj + D, T(0));
       for (int64_t k = k0; k < k1; ++k) {
         if (k + 4 < k1) prefetch_row(g + t_col[k + 4] * D);
         const int64_t i = t_col[k], e = t_perm[k];
