@@ -5,6 +5,7 @@
 
 #include <ATen/ATen.h>
 
+#include <cmath>
 #include <string>
 
 namespace gkd {
@@ -116,6 +117,90 @@ inline void check_like(const char* op, const char* name, const at::Tensor& t, in
   check_same_dtype(op, name, t, ref, ref_name);
   TORCH_CHECK(t.size(0) == rows && t.size(1) == ref.size(1), op, ": argument '", name,
               "' must have shape [", rows, ", ", ref.size(1), "], got ", shape_str(t));
+}
+
+// ---------------------------------------------------------------- similarity losses (GSP, G-CRD)
+
+// A node-embedding matrix [n, D] with n >= 1, in a supported floating dtype for its device.
+inline void check_embedding(const char* op, const char* name, const at::Tensor& x) {
+  TORCH_CHECK(x.dim() == 2, op, ": argument '", name, "' must be a 2-D tensor [n, D], got shape ",
+              shape_str(x));
+  TORCH_CHECK(x.size(0) >= 1, op, ": argument '", name, "' must have at least one row, got shape ",
+              shape_str(x));
+  const auto t = x.scalar_type();
+  if (x.is_cuda()) {
+    TORCH_CHECK(t == at::kFloat || t == at::kDouble || t == at::kHalf || t == at::kBFloat16, op,
+                ": argument '", name, "' must be float16, bfloat16, float32 or float64 on CUDA, got ", t);
+  } else {
+    TORCH_CHECK(t == at::kFloat || t == at::kDouble, op, ": argument '", name,
+                "' must be float32 or float64 on CPU, got ", t);
+  }
+}
+
+// Student and teacher embeddings of the same n nodes, same device and dtype; with same_width
+// also the same D (contrastive: z_s[i] . z_t[j]); GSP allows D_s != D_t.
+inline void check_embedding_pair(const char* op, const at::Tensor& s, const char* s_name,
+                                 const at::Tensor& t, const char* t_name, bool same_width) {
+  check_embedding(op, s_name, s);
+  check_embedding(op, t_name, t);
+  TORCH_CHECK(t.device() == s.device(), op, ": argument '", t_name, "' is on ", t.device(), " but '",
+              s_name, "' is on ", s.device());
+  check_same_dtype(op, t_name, t, s, s_name);
+  TORCH_CHECK(t.size(0) == s.size(0), op, ": arguments '", s_name, "' and '", t_name,
+              "' must have the same number of rows n, got ", shape_str(s), " and ", shape_str(t));
+  TORCH_CHECK(!same_width || t.size(1) == s.size(1), op, ": arguments '", s_name, "' and '", t_name,
+              "' must have the same width D, got ", shape_str(s), " and ", shape_str(t));
+}
+
+inline void check_positive(const char* op, const char* name, double v) {
+  TORCH_CHECK(v > 0 && std::isfinite(v), op, ": argument '", name,
+              "' must be a finite number > 0, got ", v);
+}
+
+// A per-row statistic (log-sum-exp, squared norm) [n] on the device of 'like', in 'dtype'.
+inline void check_row_stat(const char* op, const char* name, const at::Tensor& v, int64_t n,
+                           const at::Tensor& like, at::ScalarType dtype) {
+  TORCH_CHECK(v.dim() == 1 && v.size(0) == n, op, ": argument '", name, "' must have shape [", n,
+              "], got ", shape_str(v));
+  TORCH_CHECK(v.device() == like.device(), op, ": argument '", name, "' is on ", v.device(),
+              " but the embeddings are on ", like.device());
+  TORCH_CHECK(v.scalar_type() == dtype, op, ": argument '", name, "' must be ", dtype, ", got ",
+              v.scalar_type());
+}
+
+// The upstream gradient of a scalar loss.
+inline void check_scalar_grad(const char* op, const at::Tensor& g, const at::Tensor& like) {
+  TORCH_CHECK(g.numel() == 1, op, ": argument 'grad' must be the gradient of a scalar loss (one "
+              "element), got shape ", shape_str(g));
+  TORCH_CHECK(g.device() == like.device(), op, ": argument 'grad' is on ", g.device(),
+              " but the embeddings are on ", like.device());
+}
+
+enum Precision { kIeee = 0, kTf32 = 1, kBf16 = 2 };
+
+// 'ieee' (exact fp32/fp64 products), 'tf32' or 'bf16' (tensor-core tile products, CUDA only).
+inline int precision_code(const char* op, c10::string_view precision, bool cuda) {
+  int code = -1;
+  if (precision == "ieee") code = kIeee;
+  else if (precision == "tf32") code = kTf32;
+  else if (precision == "bf16") code = kBf16;
+  TORCH_CHECK(code >= 0, op, ": argument 'precision' must be one of 'ieee', 'tf32', 'bf16', got '",
+              std::string(precision), "'");
+  TORCH_CHECK(cuda || code == kIeee, op, ": argument 'precision'='", std::string(precision),
+              "' needs CUDA tensor cores; on CPU only 'ieee' is supported");
+  return code;
+}
+
+enum GspKernel { kCosine = 0, kPoly = 1, kL2 = 2, kRbf = 3 };
+
+inline int gsp_kernel_code(const char* op, c10::string_view kernel) {
+  if (kernel == "cosine") return kCosine;
+  if (kernel == "poly") return kPoly;
+  if (kernel == "l2") return kL2;
+  if (kernel == "rbf") return kRbf;
+  TORCH_CHECK(false, op, ": argument 'kernel' must be one of 'cosine', 'poly', 'l2', 'rbf', got '",
+              std::string(kernel), "'");
+  return -1;
 }
 
 }  // namespace gkd

@@ -18,4 +18,21 @@ TORCH_LIBRARY(gkd, m) {
   // b [N_src, D], D divisible by heads. Output [E, heads].
   m.def("sddmm(Tensor rowptr, Tensor col, Tensor a, Tensor b, int heads=1, "
         "Tensor? t_rowptr=None, Tensor? t_col=None, Tensor? t_perm=None) -> Tensor");
+  // Tiled InfoNCE over S = z_s z_t^T / temperature (G-CRD): loss = mean_i [lse_j S_ij - S_ii],
+  // and with symmetric=True the mean of that and the same over columns (z_t anchors). Returns
+  // (loss [], lse_s [n], lse_t [n] or [0]): the row (and column) log-sum-exps the backward
+  // needs; float32 statistics for half inputs. precision: 'ieee' | 'tf32' | 'bf16' (CUDA).
+  m.def("infonce(Tensor z_s, Tensor z_t, float temperature, bool symmetric=False, "
+        "str precision=\"ieee\") -> (Tensor, Tensor, Tensor)");
+  // Gradients of infonce for z_s and z_t by recomputing the tiles; a gradient not asked for
+  // is returned empty. Deterministic for a fixed thread count (CPU) / always (CUDA).
+  m.def("infonce_backward(Tensor grad, Tensor z_s, Tensor z_t, Tensor lse_s, Tensor lse_t, "
+        "float temperature, bool symmetric, str precision, bool need_s, bool need_t) "
+        "-> (Tensor, Tensor)");
+  // Tiled GSP: mean_{a,b} (K_s[a,b] - K_t[a,b])^2, kernel in cosine | poly | l2 | rbf
+  // (rbf: exp(-gamma ||a-b||^2)); h_s [n, D_s], h_t [n, D_t]. Returns (loss [], sq_s [n],
+  // sq_t [n]): the squared row norms, which the backward reuses.
+  m.def("gsp(Tensor h_s, Tensor h_t, str kernel, float gamma=0.5) -> (Tensor, Tensor, Tensor)");
+  m.def("gsp_backward(Tensor grad, Tensor h_s, Tensor h_t, Tensor sq_s, Tensor sq_t, str kernel, "
+        "float gamma, bool need_s, bool need_t) -> (Tensor, Tensor)");
 }

@@ -72,3 +72,72 @@ def _sddmm_backward(ctx, grad):
 
 
 torch.library.register_autograd("gkd::sddmm", _sddmm_backward, setup_context=_sddmm_setup_context)
+
+
+# ------------------------------------------------------------------ infonce (G-CRD)
+def _stat_dtype(x):
+    return torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+
+
+@torch.library.register_fake("gkd::infonce")
+def _infonce_fake(z_s, z_t, temperature, symmetric=False, precision="ieee"):
+    n = z_s.shape[0]
+    stat = _stat_dtype(z_s)
+    lse_t = z_s.new_empty((n,) if symmetric else (0,), dtype=stat)
+    return z_s.new_empty(()), z_s.new_empty((n,), dtype=stat), lse_t
+
+
+@torch.library.register_fake("gkd::infonce_backward")
+def _infonce_backward_fake(grad, z_s, z_t, lse_s, lse_t, temperature, symmetric, precision,
+                           need_s, need_t):
+    gs = z_s.new_empty(z_s.shape) if need_s else z_s.new_empty((0,))
+    gt = z_t.new_empty(z_t.shape) if need_t else z_s.new_empty((0,))
+    return gs, gt
+
+
+def _infonce_setup_context(ctx, inputs, output):
+    z_s, z_t, temperature, symmetric, precision = inputs
+    ctx.args = (temperature, symmetric, precision)
+    ctx.save_for_backward(z_s, z_t, output[1], output[2])
+
+
+def _infonce_backward(ctx, grad, _g_lse_s, _g_lse_t):
+    z_s, z_t, lse_s, lse_t = ctx.saved_tensors
+    need_s, need_t = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+    gs, gt = _lib.infonce_backward(grad, z_s, z_t, lse_s, lse_t, *ctx.args, need_s, need_t)
+    return (gs if need_s else None, gt if need_t else None, None, None, None)
+
+
+torch.library.register_autograd("gkd::infonce", _infonce_backward,
+                                setup_context=_infonce_setup_context)
+
+
+# ------------------------------------------------------------------ gsp
+@torch.library.register_fake("gkd::gsp")
+def _gsp_fake(h_s, h_t, kernel, gamma=0.5):
+    n = h_s.shape[0]
+    stat = _stat_dtype(h_s)
+    return h_s.new_empty(()), h_s.new_empty((n,), dtype=stat), h_s.new_empty((n,), dtype=stat)
+
+
+@torch.library.register_fake("gkd::gsp_backward")
+def _gsp_backward_fake(grad, h_s, h_t, sq_s, sq_t, kernel, gamma, need_s, need_t):
+    gs = h_s.new_empty(h_s.shape) if need_s else h_s.new_empty((0,))
+    gt = h_t.new_empty(h_t.shape) if need_t else h_s.new_empty((0,))
+    return gs, gt
+
+
+def _gsp_setup_context(ctx, inputs, output):
+    h_s, h_t, kernel, gamma = inputs
+    ctx.args = (kernel, gamma)
+    ctx.save_for_backward(h_s, h_t, output[1], output[2])
+
+
+def _gsp_backward(ctx, grad, _g_sq_s, _g_sq_t):
+    h_s, h_t, sq_s, sq_t = ctx.saved_tensors
+    need_s, need_t = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+    gs, gt = _lib.gsp_backward(grad, h_s, h_t, sq_s, sq_t, *ctx.args, need_s, need_t)
+    return gs if need_s else None, gt if need_t else None, None, None
+
+
+torch.library.register_autograd("gkd::gsp", _gsp_backward, setup_context=_gsp_setup_context)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Optional
 
 import torch
@@ -170,3 +171,130 @@ def _transpose_if_needed(graph: Graph, x: Tensor):
     if torch.is_grad_enabled() and x.requires_grad:
         return graph.transpose()
     return (None, None, None)
+
+
+# ---------------------------------------------------------------- similarity losses (G-CRD, GSP)
+_PRECISIONS = ("ieee", "tf32", "bf16")
+_GSP_KERNELS = ("cosine", "poly", "l2", "rbf")
+
+
+def _check_pair(fn: str, a, a_name: str, b, b_name: str, same_width: bool) -> None:
+    for t, name in ((a, a_name), (b, b_name)):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"gkd_ext.{fn}: '{name}' must be a torch.Tensor, got {type(t).__name__}")
+        if t.dim() != 2:
+            raise ValueError(f"gkd_ext.{fn}: '{name}' must be 2-D [n, D], got shape {list(t.shape)}")
+        if not t.is_floating_point():
+            raise ValueError(f"gkd_ext.{fn}: '{name}' must be a floating-point tensor, got {t.dtype}")
+    if a.size(0) != b.size(0):
+        raise ValueError(f"gkd_ext.{fn}: '{a_name}' and '{b_name}' must have the same number of rows "
+                         f"n, got {list(a.shape)} and {list(b.shape)}")
+    if same_width and a.size(1) != b.size(1):
+        raise ValueError(f"gkd_ext.{fn}: '{a_name}' and '{b_name}' must have the same width D, got "
+                         f"{list(a.shape)} and {list(b.shape)}")
+    if a.size(0) == 0:
+        raise ValueError(f"gkd_ext.{fn}: '{a_name}' has no rows (n = 0): the loss is a mean over nodes")
+    if a.device != b.device:
+        raise RuntimeError(f"gkd_ext.{fn}: '{a_name}' is on {a.device} but '{b_name}' is on {b.device}")
+    if a.dtype != b.dtype:
+        raise RuntimeError(f"gkd_ext.{fn}: '{a_name}' is {a.dtype} but '{b_name}' is {b.dtype}")
+    op = "infonce" if fn == "contrastive_loss" else "gsp"
+    if a.is_cuda and not has_cuda_kernels(op):
+        raise RuntimeError(f"gkd_ext.{fn}: got CUDA tensors, but this gkd_ext build has CPU kernels "
+                           "only (rebuild with FORCE_CUDA=1 on a machine with the CUDA toolkit)")
+
+
+def contrastive_loss(z_s: Tensor, z_t: Tensor, temperature: float = 0.075,
+                     symmetric: bool = False, precision: str = "ieee") -> Tensor:
+    r"""Tiled in-batch InfoNCE between student and teacher embeddings (G-CRD).
+
+    With logits :math:`S = z_s z_t^\top / \tau` (student anchors, teacher candidates, the
+    positive of anchor i is candidate i):
+
+    .. math:: L = \frac1n \sum_i \Big[\log \sum_j e^{S_{ij}} - S_{ii}\Big]
+
+    which equals ``cross_entropy(z_s @ z_t.T / tau, arange(n))``. With ``symmetric=True`` the
+    loss is the mean of that and the teacher-anchored direction (rows of :math:`S^\top`).
+
+    Args:
+        z_s: student embeddings ``[n, D]`` (G-CRD feeds L2-normalised projections).
+        z_t: teacher embeddings ``[n, D]``, same ``n``, ``D``, dtype and device.
+        temperature: :math:`\tau > 0` (0.075 in G-CRD, 0.05 with logit KD).
+        symmetric: average both directions.
+        precision: tile products in ``"ieee"`` (exact fp32/fp64, default), or on CUDA
+            ``"tf32"`` / ``"bf16"`` tensor cores (inputs rounded, fp32 accumulation and
+            statistics). CPU accepts only ``"ieee"``.
+
+    Returns:
+        A scalar tensor in the inputs' dtype. Gradients flow to ``z_s`` and ``z_t``.
+
+    Memory: O(n·D): the forward keeps one log-sum-exp per row (and per column when symmetric)
+    and the backward recomputes the logit tiles, so no ``n x n`` tensor is formed
+    (16,384 nodes would need 1 GB of logits, 169k nodes 115 GB). Scratch on CPU: two
+    256 x 2048 tiles per thread, plus one ``n x D`` gradient partial per thread for ``z_t``.
+
+    Determinism: CPU results are bitwise reproducible for a given number of threads (per-thread
+    partials are merged in a fixed order); the CUDA kernels use no atomics.
+
+    Dtypes: float32/float64 on CPU; float16/bfloat16 too on CUDA (computed in float32).
+
+    Example:
+        >>> zs = torch.nn.functional.normalize(torch.randn(1000, 256), dim=1)
+        >>> zt = torch.nn.functional.normalize(torch.randn(1000, 256), dim=1)
+        >>> loss = contrastive_loss(zs, zt, temperature=0.075)
+    """
+    _check_pair("contrastive_loss", z_s, "z_s", z_t, "z_t", same_width=True)
+    temperature = float(temperature)
+    if not (temperature > 0 and math.isfinite(temperature)):
+        raise ValueError(f"gkd_ext.contrastive_loss: 'temperature' must be a finite number > 0, "
+                         f"got {temperature}")
+    if precision not in _PRECISIONS:
+        raise ValueError(f"gkd_ext.contrastive_loss: 'precision' must be one of {_PRECISIONS}, "
+                         f"got {precision!r}")
+    if precision != "ieee" and not z_s.is_cuda:
+        raise ValueError(f"gkd_ext.contrastive_loss: precision={precision!r} needs CUDA tensor "
+                         "cores; on CPU use precision='ieee'")
+    return _lib.infonce(z_s, z_t, temperature, bool(symmetric), precision)[0]
+
+
+def gsp_loss(h_s: Tensor, h_t: Tensor, kernel: str = "cosine", **kernel_params) -> Tensor:
+    r"""Tiled global structure preserving (GSP) loss between student and teacher features.
+
+    .. math:: L = \frac{1}{n^2} \sum_{a,b} \big(K^s_{ab} - K^t_{ab}\big)^2,
+              \quad K^s_{ab} = k(h_s[a], h_s[b]),\ K^t_{ab} = k(h_t[a], h_t[b])
+
+    Kernels ``k``: ``"cosine"`` :math:`\langle a,b\rangle/(\|a\|\|b\|)`; ``"poly"`` its square;
+    ``"l2"`` :math:`\|a-b\|_2`; ``"rbf"`` :math:`\exp(-\gamma\|a-b\|^2)` (``gamma=0.5`` by
+    default, the only kernel parameter). Distances are computed as
+    :math:`\|a\|^2+\|b\|^2-2a\cdot b` clamped at 0 with an exact-zero diagonal; the ``l2``
+    gradient at distance 0 is defined as 0 (safe sqrt). Rows that are exact duplicates of other
+    rows get a distance of rounding size rather than 0 from that identity.
+
+    Args:
+        h_s: student features ``[n, D_s]``.
+        h_t: teacher features ``[n, D_t]`` (``D_t`` may differ from ``D_s``); pass
+            ``h_t.detach()`` for offline KD, or a tensor requiring grad for online KD.
+        kernel: ``"cosine" | "poly" | "l2" | "rbf"``.
+        **kernel_params: ``gamma`` (> 0) for ``"rbf"``.
+
+    Returns:
+        A scalar tensor in the inputs' dtype; gradients flow to both inputs.
+
+    Memory: O(n·(D_s + D_t)): tiles of both kernel matrices are formed and reduced on the fly,
+    the backward recomputes them; never ``n x n`` (nor the seed's ``n x n x D``).
+    Determinism: per-block partials are added in a fixed order; no atomics.
+
+    Example:
+        >>> loss = gsp_loss(torch.randn(2048, 64), torch.randn(2048, 256), kernel="rbf", gamma=0.5)
+    """
+    _check_pair("gsp_loss", h_s, "h_s", h_t, "h_t", same_width=False)
+    if kernel not in _GSP_KERNELS:
+        raise ValueError(f"gkd_ext.gsp_loss: 'kernel' must be one of {_GSP_KERNELS}, got {kernel!r}")
+    unknown = set(kernel_params) - {"gamma"}
+    if unknown or (kernel_params and kernel != "rbf"):
+        raise ValueError(f"gkd_ext.gsp_loss: kernel {kernel!r} takes "
+                         f"{'gamma' if kernel == 'rbf' else 'no parameters'}, got {sorted(kernel_params)}")
+    gamma = float(kernel_params.get("gamma", 0.5))
+    if not (gamma > 0 and math.isfinite(gamma)):
+        raise ValueError(f"gkd_ext.gsp_loss: 'gamma' must be a finite number > 0, got {gamma}")
+    return _lib.gsp(h_s, h_t, kernel, gamma)[0]

@@ -1,9 +1,17 @@
-"""Distillation losses as nn.Modules (METHODS.md §1–3, §7)."""
+"""Distillation losses as nn.Modules (METHODS.md §1–3, §7).
+
+Each loss lives in its own section below; the modules are thin wrappers over the documented
+functions in :mod:`gkd_ext.functional`.
+"""
 from __future__ import annotations
+
+from typing import Optional
 
 import torch
 from torch import nn
 import torch.nn.functional as F
+
+from .functional import contrastive_loss, gsp_loss
 
 Tensor = torch.Tensor
 
@@ -68,3 +76,145 @@ class ATLoss(nn.Module):
 
     def forward(self, h_s: Tensor, h_t: Tensor) -> Tensor:
         return F.mse_loss(self.attention(h_s), self.attention(h_t.detach()))
+
+
+# ---------------------------------------------------------------- GSP and G-CRD (Joshi et al.)
+def _node_subset(n: int, nodes: Optional[Tensor], max_samples: Optional[int],
+                 generator: Optional[torch.Generator], device: torch.device) -> Optional[Tensor]:
+    """Indices of the nodes a similarity loss runs over: ``nodes`` (bool mask [n] or index
+    tensor), then at most ``max_samples`` of them drawn uniformly without replacement per call
+    (the papers' subsampling); None means all n nodes."""
+    idx = None
+    if nodes is not None:
+        if not isinstance(nodes, Tensor):
+            raise TypeError(f"'nodes' must be a bool mask or an index tensor, got {type(nodes).__name__}")
+        if nodes.dtype == torch.bool:
+            if nodes.shape != (n,):
+                raise ValueError(f"a bool 'nodes' mask must have shape [{n}], got {list(nodes.shape)}")
+            idx = nodes.nonzero().view(-1)
+        elif nodes.dtype in (torch.int64, torch.int32):
+            idx = nodes.view(-1).long()
+        else:
+            raise ValueError(f"'nodes' must be a bool mask or an int64/int32 index tensor, got {nodes.dtype}")
+        idx = idx.to(device)
+    if max_samples is not None:
+        count = n if idx is None else idx.numel()
+        if count > max_samples:
+            pick = torch.randperm(count, generator=generator,
+                                  device=generator.device if generator is not None else "cpu")
+            pick = pick[:max_samples].to(device)
+            idx = pick if idx is None else idx[pick]
+    return idx
+
+
+def _check_max_samples(max_samples: Optional[int]) -> Optional[int]:
+    if max_samples is not None and (int(max_samples) != max_samples or max_samples < 1):
+        raise ValueError(f"'max_samples' must be a positive integer or None, got {max_samples!r}")
+    return None if max_samples is None else int(max_samples)
+
+
+class _ProjectionHead(nn.Sequential):
+    """``Linear(d, p) -> BatchNorm1d(p) -> ReLU`` (the G-CRD projection head)."""
+
+    def __init__(self, d: int, p: int):
+        super().__init__(nn.Linear(d, p), nn.BatchNorm1d(p), nn.ReLU())
+
+
+class GCRDLoss(nn.Module):
+    r"""Graph contrastive representation distillation (G-CRD, Joshi et al.).
+
+    Trainable projection heads map student features ``h_s [n, d_s]`` and teacher features
+    ``h_t [n, d_t]`` to ``p`` dimensions (``Linear -> BatchNorm1d -> ReLU``), rows are
+    L2-normalised, and the tiled InfoNCE of :func:`gkd_ext.contrastive_loss` (student anchors,
+    teacher candidates, positive = the same node) is returned:
+
+    .. math:: L = \frac1{|S|} \sum_{i \in S} \Big[\log \sum_{j \in S} e^{z_s[i]\cdot z_t[j]/\tau}
+              - z_s[i]\cdot z_t[i]/\tau\Big]
+
+    Memory O(|S|·p), so all nodes can be used (the default); ``max_samples`` reproduces the
+    paper's random subsampling (a fresh subset per call).
+
+    Args:
+        d_s, d_t: student and teacher feature widths.
+        p: projection width (256).
+        temperature: :math:`\tau` (0.075; 0.05 with logit KD).
+        symmetric: also anchor on the teacher and average both directions.
+        max_samples: at most this many nodes per call, drawn uniformly; None: all.
+        precision: ``"ieee"`` (default), ``"tf32"`` or ``"bf16"`` (CUDA tensor cores).
+        generator: optional torch.Generator for the subsampling.
+
+    Shape: ``forward(h_s [n, d_s], h_t [n, d_t], nodes=None) -> []``; ``nodes`` is a bool mask
+    ``[n]`` or an index tensor selecting S (e.g. the training nodes).
+
+    Example:
+        >>> crd = GCRDLoss(64, 256)
+        >>> loss = crd(torch.randn(100, 64), torch.randn(100, 256).detach())
+    """
+
+    def __init__(self, d_s: int, d_t: int, p: int = 256, temperature: float = 0.075,
+                 symmetric: bool = False, max_samples: Optional[int] = None,
+                 precision: str = "ieee", generator: Optional[torch.Generator] = None):
+        super().__init__()
+        if not temperature > 0:
+            raise ValueError(f"GCRDLoss: 'temperature' must be > 0, got {temperature}")
+        self.proj_s = _ProjectionHead(d_s, p)
+        self.proj_t = _ProjectionHead(d_t, p)
+        self.temperature = float(temperature)
+        self.symmetric = bool(symmetric)
+        self.max_samples = _check_max_samples(max_samples)
+        self.precision = precision
+        self.generator = generator
+
+    def forward(self, h_s: Tensor, h_t: Tensor, nodes: Optional[Tensor] = None) -> Tensor:
+        if h_s.size(0) != h_t.size(0):
+            raise ValueError(f"GCRDLoss: 'h_s' and 'h_t' must have the same number of rows n, got "
+                             f"{list(h_s.shape)} and {list(h_t.shape)}")
+        idx = _node_subset(h_s.size(0), nodes, self.max_samples, self.generator, h_s.device)
+        if idx is not None:
+            h_s, h_t = h_s[idx], h_t[idx]
+        z_s = nn.functional.normalize(self.proj_s(h_s), dim=1)
+        z_t = nn.functional.normalize(self.proj_t(h_t), dim=1)
+        return contrastive_loss(z_s, z_t, self.temperature, self.symmetric, self.precision)
+
+    def extra_repr(self) -> str:
+        return (f"temperature={self.temperature}, symmetric={self.symmetric}, "
+                f"max_samples={self.max_samples}, precision={self.precision!r}")
+
+
+class GSPLoss(nn.Module):
+    r"""Global structure preserving loss (GSP, Joshi et al.): :func:`gkd_ext.gsp_loss` over a
+    node set S, ``mean_{a,b in S} (K_s[a,b] - K_t[a,b])^2``.
+
+    Args:
+        kernel: ``"cosine" | "poly" | "l2" | "rbf"``.
+        max_samples: at most this many nodes per call, drawn uniformly (the paper's 2048–24576
+            subsampling); None: all nodes, which the tiled kernel affords (memory O(n·D)).
+        generator: optional torch.Generator for the subsampling.
+        **kernel_params: ``gamma`` for ``"rbf"`` (0.5).
+
+    Shape: ``forward(h_s [n, D_s], h_t [n, D_t], nodes=None) -> []``.
+
+    Example:
+        >>> gsp = GSPLoss("rbf", gamma=0.5)
+        >>> loss = gsp(torch.randn(100, 64), torch.randn(100, 256))
+    """
+
+    def __init__(self, kernel: str = "cosine", max_samples: Optional[int] = None,
+                 generator: Optional[torch.Generator] = None, **kernel_params):
+        super().__init__()
+        self.kernel = kernel
+        self.kernel_params = dict(kernel_params)
+        self.max_samples = _check_max_samples(max_samples)
+        self.generator = generator
+
+    def forward(self, h_s: Tensor, h_t: Tensor, nodes: Optional[Tensor] = None) -> Tensor:
+        if h_s.size(0) != h_t.size(0):
+            raise ValueError(f"GSPLoss: 'h_s' and 'h_t' must have the same number of rows n, got "
+                             f"{list(h_s.shape)} and {list(h_t.shape)}")
+        idx = _node_subset(h_s.size(0), nodes, self.max_samples, self.generator, h_s.device)
+        if idx is not None:
+            h_s, h_t = h_s[idx], h_t[idx]
+        return gsp_loss(h_s, h_t, self.kernel, **self.kernel_params)
+
+    def extra_repr(self) -> str:
+        return f"kernel={self.kernel!r}, max_samples={self.max_samples}, params={self.kernel_params}"

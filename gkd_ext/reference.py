@@ -60,3 +60,43 @@ def sddmm_reference(graph: Graph, a: Tensor, b: Tensor, heads: int = 1) -> Tenso
     E, D = graph.num_edges, a2.size(1)
     prod = a2[graph.row] * b2[graph.col]
     return prod.view(E, heads, D // heads).sum(-1)
+
+
+def infonce_dense(z_s: Tensor, z_t: Tensor, temperature: float = 0.075,
+                  symmetric: bool = False) -> Tensor:
+    """G-CRD InfoNCE as the seed wrote it: ``n x n`` logits and cross-entropy with targets
+    ``arange(n)`` (student anchors); ``symmetric`` averages it with the teacher-anchored one."""
+    logits = z_s @ z_t.T / temperature
+    target = torch.arange(z_s.size(0), device=z_s.device)
+    loss = torch.nn.functional.cross_entropy(logits, target)
+    if symmetric:
+        loss = 0.5 * (loss + torch.nn.functional.cross_entropy(logits.T, target))
+    return loss
+
+
+def _safe_sqrt(d2: Tensor) -> Tensor:
+    # sqrt with gradient 0 (not inf/NaN) where d2 == 0, e.g. the diagonal.
+    pos = d2 > 0
+    return torch.where(pos, d2.clamp_min(torch.finfo(d2.dtype).tiny).sqrt(), d2.new_zeros(()))
+
+
+def gsp_kernel_dense(h: Tensor, kernel: str = "cosine", gamma: float = 0.5) -> Tensor:
+    """The ``n x n`` kernel matrix of the GSP loss (cosine | poly | l2 | rbf).
+
+    Distances use ``|a|^2 + |b|^2 - 2 a.b`` clamped at 0 with an exact-zero diagonal (the seed's
+    ``(h[:, None] - h[None]) ** 2`` form needs ``n x n x D`` memory); ``l2`` uses a safe sqrt."""
+    if kernel in ("cosine", "poly"):
+        u = torch.nn.functional.normalize(h, dim=1)
+        k = u @ u.T
+        return k * k if kernel == "poly" else k
+    if kernel not in ("l2", "rbf"):
+        raise ValueError(f"gsp_kernel_dense: unknown kernel {kernel!r}")
+    sq = (h * h).sum(1)
+    d2 = (sq[:, None] + sq[None, :] - 2 * (h @ h.T)).clamp_min(0)
+    d2 = d2 * (1 - torch.eye(h.size(0), dtype=h.dtype, device=h.device))
+    return _safe_sqrt(d2) if kernel == "l2" else torch.exp(-gamma * d2)
+
+
+def gsp_dense(h_s: Tensor, h_t: Tensor, kernel: str = "cosine", gamma: float = 0.5) -> Tensor:
+    """GSP loss ``mean_{a,b} (K_s[a,b] - K_t[a,b])^2`` with both ``n x n`` kernels formed."""
+    return (gsp_kernel_dense(h_s, kernel, gamma) - gsp_kernel_dense(h_t, kernel, gamma)).pow(2).mean()

@@ -1,0 +1,82 @@
+// Device-independent parts of the tiled similarity losses (InfoNCE, GSP): the O(n·D) pre- and
+// post-processing around the O(n²·D) tile loops, written with ATen ops so the CPU and CUDA
+// kernels share one definition of the math. Nothing here forms an n×n tensor.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include "checks.h"
+
+namespace gkd {
+
+// Accumulation / statistics dtype: float32 for half inputs, the input dtype otherwise.
+inline at::ScalarType stat_dtype(const at::Tensor& x) {
+  const auto t = x.scalar_type();
+  return (t == at::kHalf || t == at::kBFloat16) ? at::kFloat : t;
+}
+
+// ---------------------------------------------------------------- InfoNCE
+
+// S_ii = z_s[i] . z_t[i] / tau, in the statistics dtype.
+inline at::Tensor infonce_diag(const at::Tensor& zs, const at::Tensor& zt, double tau) {
+  return (zs * zt).sum(1).div_(tau);
+}
+
+// loss = mean_i (lse_s[i] - S_ii) [+ mean_j (lse_t[j] - S_jj), halved].
+inline at::Tensor infonce_loss(const at::Tensor& lse_s, const at::Tensor& lse_t,
+                               const at::Tensor& diag, bool symmetric) {
+  at::Tensor loss = (lse_s - diag).mean();
+  if (symmetric) loss = (loss + (lse_t - diag).mean()).mul_(0.5);
+  return loss;
+}
+
+// With G = dL/dS the kernels return A = sum_j G'_ij z_t[j] and B = sum_i G'_ij z_s[i] for the
+// off-diagonal-free part G' = c·(P [+ Q]) (P row-, Q column-softmax of S), c = 1/n or 1/(2n).
+// The -c·k·I part of G (k = 1 or 2 directions) only touches the diagonal: add it here, then
+// apply 1/tau (S = z_s z_t^T / tau) and the upstream gradient.
+inline at::Tensor infonce_finish(at::Tensor acc, const at::Tensor& other, double c_k,
+                                 double inv_tau, const at::Tensor& grad, const at::Tensor& like) {
+  acc.sub_(other.to(acc.scalar_type()), c_k);
+  acc.mul_(grad.to(acc.scalar_type()).mul(inv_tau));
+  return acc.to(like.scalar_type());
+}
+
+// ---------------------------------------------------------------- GSP
+
+// Squared row norms (statistics dtype).
+inline at::Tensor row_sq(const at::Tensor& h) {
+  const at::Tensor x = h.to(stat_dtype(h));
+  return (x * x).sum(1);
+}
+
+// The rows whose Gram matrix the tiles compute: unit rows for cosine/poly (as F.normalize, eps
+// 1e-12 on the norm), the raw rows for l2/rbf. Contiguous, statistics dtype.
+inline at::Tensor gsp_rows(const at::Tensor& h, const at::Tensor& sq, int kernel) {
+  at::Tensor x = h.to(stat_dtype(h)).contiguous();
+  if (kernel == kCosine || kernel == kPoly) x = x / sq.sqrt().clamp_min(1e-12).unsqueeze(1);
+  return x.contiguous();
+}
+
+// From M = W'X and r = rowsum(W') (W' = dL/dGram for cosine/poly, dL/dd² for l2/rbf, both
+// symmetric, already scaled) to dL/dh:
+//   cosine/poly: dL/dX = 2 M, then back through x = h / max(|h|, eps);
+//   l2/rbf: d²_ab = |h_a|² + |h_b|² - 2 h_a.h_b gives dL/dh_a = 4 (r_a h_a - M_a).
+inline at::Tensor gsp_finish(const at::Tensor& h, const at::Tensor& x, const at::Tensor& sq,
+                             const at::Tensor& M, const at::Tensor& r, int kernel,
+                             const at::Tensor& scale) {
+  at::Tensor g;
+  if (kernel == kCosine || kernel == kPoly) {
+    const at::Tensor dx = M * 2;
+    const at::Tensor norm = sq.sqrt();
+    const at::Tensor denom = norm.clamp_min(1e-12).unsqueeze(1);
+    // Below eps the normalisation divides by the constant eps: no projection term.
+    const at::Tensor proj = (x * dx).sum(1, true) * (norm > 1e-12).unsqueeze(1).to(x.scalar_type());
+    g = (dx - x * proj) / denom;
+  } else {
+    g = (x * r.unsqueeze(1) - M) * 4;
+  }
+  g.mul_(scale.to(g.scalar_type()));
+  return g.to(h.scalar_type());
+}
+
+}  // namespace gkd

@@ -1,0 +1,214 @@
+"""Tiled InfoNCE (gkd::infonce, gkd_ext.contrastive_loss) against the dense reference."""
+import math
+
+import pytest
+import torch
+
+import gkd_ext
+from gkd_ext.functional import contrastive_loss
+from gkd_ext.reference import infonce_dense
+
+op = torch.ops.gkd.infonce
+
+
+def _pair(n, D, device, dtype=torch.float64, normalize=True):
+    zs, zt = torch.randn(n, D, dtype=dtype, device=device), torch.randn(n, D, dtype=dtype, device=device)
+    if normalize:
+        zs, zt = torch.nn.functional.normalize(zs, dim=1), torch.nn.functional.normalize(zt, dim=1)
+    return zs.requires_grad_(), zt.requires_grad_()
+
+
+def _ref64(fn, zs, zt):
+    """The reference on float64 copies (gradients in float64 too)."""
+    return _both(fn, zs.detach().double().requires_grad_(), zt.detach().double().requires_grad_())
+
+
+def _both(fn, zs, zt):
+    loss = fn(zs, zt)
+    gs, gt = torch.autograd.grad(loss, (zs, zt))
+    return loss.detach(), gs, gt
+
+
+# n that do not divide the CPU tile (256 rows x 2048 columns) nor the CUDA tile (64); 2100
+# crosses a column-chunk boundary.
+@pytest.mark.parametrize("n", [1, 7, 129, 1000, 2100])
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_matches_dense_float64(device, n, symmetric):
+    zs, zt = _pair(n, 19, device)
+    tau = 0.1
+    got = _both(lambda a, b: contrastive_loss(a, b, tau, symmetric), zs, zt)
+    ref = _both(lambda a, b: infonce_dense(a, b, tau, symmetric), zs, zt)
+    for g, r in zip(got, ref):
+        torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_matches_dense_float32(device, symmetric):
+    zs, zt = _pair(1000, 128, device, torch.float32)
+    got = _both(lambda a, b: contrastive_loss(a, b, 0.075, symmetric), zs, zt)
+    ref64 = _ref64(lambda a, b: infonce_dense(a, b, 0.075, symmetric), zs, zt)
+    for g, r in zip(got, ref64):
+        torch.testing.assert_close(g.double(), r, rtol=2e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_gradcheck(device, symmetric):
+    zs, zt = _pair(6, 4, device, normalize=False)
+    assert torch.autograd.gradcheck(lambda a, b: contrastive_loss(a, b, 0.7, symmetric), (zs, zt))
+
+
+@pytest.mark.parametrize("tau", [0.01, 1.0])
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_temperature_extremes(device, tau, symmetric):
+    zs, zt = _pair(300, 32, device, torch.float32)
+    loss, gs, gt = _both(lambda a, b: contrastive_loss(a, b, tau, symmetric), zs, zt)
+    for t in (loss, gs, gt):
+        assert torch.isfinite(t).all()
+    ref = _ref64(lambda a, b: infonce_dense(a, b, tau, symmetric), zs, zt)
+    for g, r in zip((loss, gs, gt), ref):
+        torch.testing.assert_close(g.double(), r, rtol=1e-4, atol=1e-5)
+
+
+def test_very_large_logits_stay_finite(device):
+    # Unnormalised embeddings: logits in the thousands; the online max keeps exp in range.
+    zs, zt = _pair(200, 16, device, torch.float32, normalize=False)
+    with torch.no_grad():
+        zs.mul_(30)
+    loss, gs, gt = _both(lambda a, b: contrastive_loss(a, b, 0.05, True), zs, zt)
+    assert torch.isfinite(loss) and torch.isfinite(gs).all() and torch.isfinite(gt).all()
+    ref = infonce_dense(zs.double(), zt.double(), 0.05, True)
+    torch.testing.assert_close(loss.double(), ref, rtol=1e-4, atol=1e-3)
+
+
+def test_orthogonal_embeddings_closed_form(device):
+    # z_s = z_t = I: S = I / tau, every row lse = log(e^{1/tau} + n - 1).
+    n, tau = 50, 0.2
+    z = torch.eye(n, dtype=torch.float64, device=device)
+    expected = math.log(math.exp(1 / tau) + n - 1) - 1 / tau
+    for sym in (False, True):
+        assert contrastive_loss(z, z, tau, sym).item() == pytest.approx(expected, rel=1e-12)
+
+
+def test_identical_embeddings(device):
+    zs, _ = _pair(257, 24, device)
+    zt = zs.detach().clone().requires_grad_()
+    got = _both(lambda a, b: contrastive_loss(a, b, 0.075, True), zs, zt)
+    ref = _both(lambda a, b: infonce_dense(a, b, 0.075, True), zs, zt)
+    for g, r in zip(got, ref):
+        torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-12)
+
+
+def test_teacher_detached_and_noncontiguous(device):
+    zs = torch.randn(24, 300, dtype=torch.float64, device=device).T.requires_grad_()  # [300, 24]
+    zt = torch.randn(300, 24, dtype=torch.float64, device=device)
+    loss = contrastive_loss(zs, zt, 0.3)
+    (g,) = torch.autograd.grad(loss, zs)
+    zs2 = zs.detach().clone().requires_grad_()
+    (r,) = torch.autograd.grad(infonce_dense(zs2, zt, 0.3), zs2)
+    torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-12)
+
+
+def test_deterministic(device):
+    zs, zt = _pair(700, 40, device, torch.float32)
+    a = _both(lambda x, y: contrastive_loss(x, y, 0.075, True), zs, zt)
+    b = _both(lambda x, y: contrastive_loss(x, y, 0.075, True), zs, zt)
+    for x, y in zip(a, b):
+        assert torch.equal(x, y)
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_opcheck(device, symmetric):
+    zs, zt = _pair(70, 8, device)
+    torch.library.opcheck(op, (zs, zt, 0.5, symmetric, "ieee"))
+    loss, lse_s, lse_t = op(zs.detach(), zt.detach(), 0.5, symmetric, "ieee")
+    grad = torch.ones((), dtype=zs.dtype, device=device)
+    for need in [(True, True), (True, False), (False, True)]:
+        torch.library.opcheck(torch.ops.gkd.infonce_backward,
+                              (grad, zs.detach(), zt.detach(), lse_s, lse_t, 0.5, symmetric, "ieee",
+                               *need))
+
+
+def test_torch_compile_fullgraph(device):
+    zs, zt = _pair(100, 16, device)
+
+    def f(a, b):
+        return contrastive_loss(a, b, 0.2, True) * 2 + a.sum() * 0
+
+    compiled = torch.compile(f, fullgraph=True)
+    got = _both(compiled, zs, zt)
+    ref = _both(lambda a, b: 2 * infonce_dense(a, b, 0.2, True), zs, zt)
+    for g, r in zip(got, ref):
+        torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("precision", ["tf32", "bf16"])
+def test_tensor_core_precision(device, precision):
+    if device.type != "cuda":
+        with pytest.raises(ValueError, match="precision"):
+            contrastive_loss(*_pair(8, 4, device, torch.float32), 0.1, precision=precision)
+        with pytest.raises(RuntimeError, match="precision"):
+            op(*_pair(8, 4, device, torch.float32), 0.1, False, precision)
+        return
+    zs, zt = _pair(1000, 128, device, torch.float32)
+    got = _both(lambda a, b: contrastive_loss(a, b, 0.075, True, precision), zs, zt)
+    ref = _ref64(lambda a, b: infonce_dense(a, b, 0.075, True), zs, zt)
+    # Same math in PyTorch at that precision: inputs rounded to the tile-product format.
+    rnd = torch.bfloat16 if precision == "bf16" else torch.float32
+    low = _ref64(lambda a, b: infonce_dense(a.to(rnd).double(), b.to(rnd).double(), 0.075, True),
+                 zs, zt)
+    for g, r, lo in zip(got, ref, low):
+        err_low = (lo - r).abs().max().item()
+        assert (g.double() - r).abs().max().item() <= 2 * err_low + 1e-3 * r.abs().max().item()
+
+
+def test_bad_input():
+    zs, zt = _pair(10, 8, "cpu", torch.float32)
+    with pytest.raises(ValueError, match="same number of rows"):
+        contrastive_loss(zs, zt[:9], 0.1)
+    with pytest.raises(ValueError, match="same width"):
+        contrastive_loss(zs, zt[:, :7], 0.1)
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="temperature"):
+            contrastive_loss(zs, zt, bad)
+    with pytest.raises(ValueError, match="floating-point"):
+        contrastive_loss(zs.long(), zt.long(), 0.1)
+    with pytest.raises(RuntimeError, match="z_t"):
+        contrastive_loss(zs, zt.double(), 0.1)
+    with pytest.raises(ValueError, match="2-D"):
+        contrastive_loss(zs[0], zt[0], 0.1)
+    with pytest.raises(ValueError, match="no rows"):
+        contrastive_loss(zs[:0], zt[:0], 0.1)
+    with pytest.raises(ValueError, match="precision"):
+        contrastive_loss(zs, zt, 0.1, precision="fp8")
+    # The op validates on its own (C++ checks.h), naming the argument.
+    with pytest.raises(RuntimeError, match="'temperature'"):
+        op(zs, zt, 0.0, False, "ieee")
+    with pytest.raises(RuntimeError, match="same width"):
+        op(zs, zt[:, :7], 0.1, False, "ieee")
+    with pytest.raises(RuntimeError, match="'z_t' has dtype"):
+        op(zs, zt.double(), 0.1, False, "ieee")
+    with pytest.raises(RuntimeError, match="float32 or float64"):
+        op(zs.half(), zt.half(), 0.1, False, "ieee")
+    with pytest.raises(RuntimeError, match="'lse_s' must have shape"):
+        torch.ops.gkd.infonce_backward(torch.ones(()), zs, zt, torch.zeros(3), torch.zeros(0), 0.1,
+                                       False, "ieee", True, True)
+
+
+def test_gcrd_module_subsets():
+    from gkd_ext.losses import GCRDLoss
+    crd = GCRDLoss(12, 20, p=16, temperature=0.1).double()
+    hs, ht = torch.randn(50, 12, dtype=torch.float64), torch.randn(50, 20, dtype=torch.float64)
+    mask = torch.zeros(50, dtype=torch.bool)
+    mask[::3] = True
+    loss = crd(hs, ht, nodes=mask)
+    zs = torch.nn.functional.normalize(crd.proj_s(hs[mask]), dim=1)
+    zt = torch.nn.functional.normalize(crd.proj_t(ht[mask]), dim=1)
+    torch.testing.assert_close(loss, infonce_dense(zs, zt, 0.1))
+    loss.backward()
+    assert crd.proj_s[0].weight.grad is not None and crd.proj_t[0].weight.grad is not None
+    sub = GCRDLoss(12, 20, p=16, max_samples=10, generator=torch.Generator().manual_seed(1)).double()
+    assert torch.isfinite(sub(hs, ht))
+    with pytest.raises(ValueError, match="max_samples"):
+        GCRDLoss(12, 20, max_samples=0)
+    with pytest.raises(ValueError, match="same number of rows"):
+        crd(hs, ht[:10])
