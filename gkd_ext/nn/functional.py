@@ -1,0 +1,77 @@
+"""Functional pieces of the GNN layers: edge softmax and graph-level pooling."""
+from __future__ import annotations
+
+import torch
+
+from ..graph import Graph
+
+Tensor = torch.Tensor
+
+_POOLS = ("sum", "mean", "max")
+
+
+def edge_softmax(graph: Graph, scores: Tensor) -> Tensor:
+    r"""Softmax of edge scores over the incoming edges of each destination.
+
+    .. math:: \alpha[e, h] = \frac{\exp(s[e, h] - m[i, h])}{\sum_{e'=(k \to i)} \exp(s[e', h] - m[i, h])},
+        \quad e = (j \to i),\ m[i, h] = \max_{e'=(k \to i)} s[e', h]
+
+    Args:
+        graph: a :class:`Graph`; ``scores`` follow its edge order.
+        scores: float tensor ``[E]`` or ``[E, H]`` (one column per attention head).
+
+    Returns:
+        ``alpha`` with the shape and dtype of ``scores``; for every destination with at least
+        one incoming edge, its edges' weights sum to 1 per head.
+
+    Subtracting the per-destination maximum keeps ``exp`` from overflowing on large scores;
+    the maximum is detached because softmax is invariant to the shift, so gradients are
+    exact. Memory O(E·H + N·H); the reductions use ``scatter_reduce``/``index_add_`` over
+    :attr:`Graph.row` (CPU deterministic; ``index_add_`` on CUDA uses atomics).
+
+    Example:
+        >>> g = Graph.from_edge_index(torch.tensor([[0, 1, 2], [2, 2, 0]]), 3)
+        >>> edge_softmax(g, torch.randn(3, 4)).shape
+        torch.Size([3, 4])
+    """
+    if not isinstance(graph, Graph):
+        raise TypeError(f"edge_softmax: 'graph' must be a gkd_ext.Graph, got {type(graph).__name__}")
+    if not isinstance(scores, Tensor) or not scores.is_floating_point():
+        raise TypeError("edge_softmax: 'scores' must be a floating-point tensor")
+    squeeze = scores.dim() == 1
+    s = scores.unsqueeze(1) if squeeze else scores
+    if s.dim() != 2 or s.size(0) != graph.num_edges:
+        raise ValueError(f"edge_softmax: 'scores' must have shape [E] or [E, H] with "
+                         f"E = {graph.num_edges}, got {list(scores.shape)}")
+    if s.device != graph.device:
+        raise ValueError(f"edge_softmax: 'scores' is on {s.device} but the graph is on {graph.device}")
+    row = graph.row
+    n, h = graph.num_dst, s.size(1)
+    idx = row.unsqueeze(1).expand(-1, h)
+    m = s.new_full((n, h), float("-inf")).scatter_reduce(0, idx, s.detach(), "amax",
+                                                         include_self=True)
+    ex = (s - m[row]).exp()
+    denom = s.new_zeros(n, h).index_add(0, row, ex)
+    out = ex / denom[row]
+    return out.squeeze(1) if squeeze else out
+
+
+def global_pool(x: Tensor, batch: Tensor, num_graphs: int, reduce: str = "sum") -> Tensor:
+    """Graph-level readout: pool node rows ``x [N, D]`` into ``[num_graphs, D]`` by the graph id
+    of each node, ``batch [N]`` (int64 in ``[0, num_graphs)``). ``reduce`` is ``"sum"``,
+    ``"mean"`` or ``"max"``; an empty graph pools to 0. O(N·D) time, O(num_graphs·D) memory.
+    ``num_graphs`` is passed in so the output shape never depends on tensor values."""
+    if reduce not in _POOLS:
+        raise ValueError(f"global_pool: 'reduce' must be one of {_POOLS}, got {reduce!r}")
+    if batch.dim() != 1 or batch.numel() != x.size(0):
+        raise ValueError(f"global_pool: 'batch' must have shape [{x.size(0)}], got {list(batch.shape)}")
+    out = x.new_zeros((num_graphs,) + tuple(x.shape[1:]))
+    if reduce == "max":
+        idx = batch.view(-1, *([1] * (x.dim() - 1))).expand_as(x)
+        out = x.new_full(out.shape, float("-inf")).scatter_reduce(0, idx, x, "amax", include_self=True)
+        return out.masked_fill(torch.isinf(out) & (out < 0), 0)
+    out = out.index_add(0, batch, x)
+    if reduce == "mean":
+        cnt = torch.bincount(batch, minlength=num_graphs).clamp_(min=1).to(x.dtype)
+        out = out / cnt.view(-1, *([1] * (x.dim() - 1)))
+    return out

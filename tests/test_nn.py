@@ -1,0 +1,209 @@
+"""Models on the gkd_ext ops: edge softmax, layers against dense references, the factory."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gkd_ext import Graph
+from gkd_ext.nn import (GAT, GATConv, GINConv, MODEL_NAMES, SAGEConv, build_model, edge_softmax,
+                        global_pool, prepare_graph)
+
+
+def random_graph(n=12, p=0.3, seed=0, self_loops=False):
+    """A directed graph without duplicate edges; node n-1 is isolated (no in/out edges)."""
+    gen = torch.Generator().manual_seed(seed)
+    a = torch.rand(n, n, generator=gen) < p
+    if not self_loops:
+        a.fill_diagonal_(False)
+    a[n - 1, :] = False
+    a[:, n - 1] = False
+    dst, src = a.nonzero(as_tuple=True)
+    return Graph.from_edge_index(torch.stack([src, dst]), n), a
+
+
+def dense_adj(graph):
+    a = torch.zeros(graph.num_dst, graph.num_src, dtype=torch.bool)
+    a[graph.row, graph.col] = True
+    return a
+
+
+# ------------------------------------------------------------------ edge softmax
+@pytest.mark.parametrize("heads", [1, 3])
+def test_edge_softmax_matches_dense_softmax(heads):
+    g, a = random_graph()
+    s = torch.randn(g.num_edges, heads, dtype=torch.float64)
+    alpha = edge_softmax(g, s)
+    assert alpha.shape == s.shape
+    for h in range(heads):
+        dense = torch.full(a.shape, float("-inf"), dtype=torch.float64)
+        dense[g.row, g.col] = s[:, h]
+        ref = torch.softmax(dense, dim=1).nan_to_num(0.0)  # rows without edges -> 0
+        torch.testing.assert_close(alpha[:, h], ref[g.row, g.col])
+    sums = torch.zeros(g.num_dst, heads, dtype=torch.float64).index_add_(0, g.row, alpha)
+    has_in = g.degree("in") > 0
+    torch.testing.assert_close(sums[has_in], torch.ones_like(sums[has_in]))
+
+
+def test_edge_softmax_large_scores_and_duplicates():
+    # Duplicate edges are separate entries of the softmax; huge scores must not overflow.
+    ei = torch.tensor([[0, 0, 1, 2], [1, 1, 1, 0]])
+    g = Graph.from_edge_index(ei, 3)
+    s = torch.tensor([[1e4], [1e4], [-1e4], [5e3]])
+    alpha = edge_softmax(g, s)
+    assert torch.isfinite(alpha).all()
+    torch.testing.assert_close(alpha[g.row == 1].sum(), torch.tensor(1.0))
+    torch.testing.assert_close(alpha[g.row == 0], torch.tensor([[1.0]]))
+    one_d = edge_softmax(g, s[:, 0])
+    assert one_d.shape == (4,)
+    torch.testing.assert_close(one_d, alpha[:, 0])
+
+
+def test_edge_softmax_gradcheck():
+    g, _ = random_graph(n=7, p=0.4, seed=1)
+    s = torch.randn(g.num_edges, 2, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: edge_softmax(g, t), (s,))
+
+
+def test_edge_softmax_bad_input():
+    g, _ = random_graph()
+    with pytest.raises(ValueError, match=r"shape \[E\] or \[E, H\]"):
+        edge_softmax(g, torch.randn(g.num_edges + 1, 2))
+    with pytest.raises(TypeError, match="floating-point"):
+        edge_softmax(g, torch.ones(g.num_edges, dtype=torch.long))
+
+
+# ------------------------------------------------------------------ layers vs dense references
+def test_gatconv_matches_dense_attention():
+    g, _ = random_graph(n=10, p=0.35, seed=2, self_loops=True)
+    g = prepare_graph("gat", g)
+    conv = GATConv(5, 4, heads=3, concat=True).double()
+    x = torch.randn(10, 5, dtype=torch.float64)
+    out = conv(g, x)
+    a = dense_adj(g)
+    wh = conv.lin(x).view(10, 3, 4)
+    ref = []
+    for h in range(3):
+        s = (wh[:, h] @ conv.att_dst[0, h])[:, None] + (wh[:, h] @ conv.att_src[0, h])[None, :]
+        s = F.leaky_relu(s, 0.2).masked_fill(~a, float("-inf"))
+        ref.append(torch.softmax(s, 1) @ wh[:, h])
+    ref = torch.cat(ref, 1) + conv.bias
+    torch.testing.assert_close(out, ref)
+    mean_conv = GATConv(5, 4, heads=3, concat=False).double()
+    assert mean_conv(g, x).shape == (10, 4)
+
+
+def test_sage_and_gin_match_dense_references():
+    g, a = random_graph(n=9, p=0.4, seed=3)
+    x = torch.randn(9, 6, dtype=torch.float64)
+    af = a.double()
+    deg = af.sum(1, keepdim=True)
+    for out_dim in (3, 8):  # both the project-first and aggregate-first paths
+        conv = SAGEConv(6, out_dim, aggr="mean").double()
+        mean = (af @ x) / deg.clamp(min=1)
+        torch.testing.assert_close(conv(g, x), conv.lin_l(mean) + conv.lin_r(x) + conv.bias)
+    pool = SAGEConv(6, 4, aggr="pool").double()
+    m = F.relu(pool.pool(x))
+    mx = torch.where(a[:, :, None], m[None], torch.tensor(float("-inf"), dtype=torch.float64))
+    mx = mx.max(1).values.masked_fill(deg == 0, 0)
+    torch.testing.assert_close(pool(g, x), pool.lin_l(mx) + pool.lin_r(x) + pool.bias)
+    gin = GINConv(6, 5, eps=0.3, train_eps=True).double()
+    torch.testing.assert_close(gin(g, x), gin.mlp(1.3 * x + af @ x))
+
+
+def test_sage_ignores_stored_values():
+    g, _ = random_graph(seed=4)
+    x = torch.randn(g.num_dst, 4)
+    conv = SAGEConv(4, 3)
+    plain = conv(g, x)
+    g.value = torch.rand(g.num_edges) * 5
+    torch.testing.assert_close(conv(g, x), plain)
+
+
+# ------------------------------------------------------------------ models
+MODELS = ["gcn", "gat", "sage", "sage-pool", "gin", "mlp"]
+
+
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("num_layers", [1, 3])
+def test_model_forward_backward(name, num_layers):
+    g, _ = random_graph(n=15, p=0.25, seed=5)
+    g = prepare_graph(name, g)
+    x = torch.randn(15, 7)
+    model = build_model(name, 7, 6, 4, num_layers=num_layers, heads=2, dropout=0.0,
+                        **({"residual": True, "attn_dropout": 0.0} if name == "gat" else {}))
+    logits, hidden = model(g, x)
+    assert logits.shape == (15, 4)
+    width = 12 if name == "gat" else 6  # GAT hidden layers concatenate 2 heads of 6
+    assert [tuple(h.shape) for h in hidden] == [(15, width)] * (num_layers - 1)
+    # The hidden entries are pre-activation: for ReLU/ELU models some entries are negative.
+    for h in hidden:
+        assert (h < 0).any()
+    (logits.square().sum() + sum(h.sum() for h in hidden)).backward()
+    for pname, p in model.named_parameters():
+        assert p.grad is not None, f"{name}: no gradient reached {pname}"
+        assert torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, pname
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_model_eval_is_deterministic_and_train_uses_dropout(name):
+    g, _ = random_graph(n=15, p=0.25, seed=6)
+    g = prepare_graph(name, g)
+    x = torch.randn(15, 7)
+    model = build_model(name, 7, 8, 3, num_layers=2, heads=2, dropout=0.5)
+    model.eval()
+    torch.testing.assert_close(model(g, x)[0], model(g, x)[0])
+    model.train()
+    assert not torch.allclose(model(g, x)[0], model(g, x)[0])
+
+
+def test_gat_heads_and_output_heads():
+    g, _ = random_graph(n=8, seed=7)
+    g = prepare_graph("gat", g)
+    model = GAT(5, 4, 3, num_layers=3, heads=3, out_heads=2, dropout=0.0, attn_dropout=0.0,
+                residual=True)
+    logits, hidden = model(g, torch.randn(8, 5))
+    assert logits.shape == (8, 3) and [h.shape[1] for h in hidden] == [12, 12]
+    assert model.convs[0].res is None and model.convs[1].res is not None
+    assert model.convs[-1].heads == 2
+
+
+def test_build_model_errors_and_aliases():
+    with pytest.raises(ValueError, match=r"unknown model 'transformer'.*gcn"):
+        build_model("transformer", 4, 4, 2)
+    with pytest.raises(ValueError, match="unknown model"):
+        prepare_graph("nope", random_graph()[0])
+    assert build_model("GraphSAGE", 4, 4, 2).convs[0].aggr == "mean"
+    assert build_model("sage_pool", 4, 4, 2).convs[0].aggr == "pool"
+    assert "gat" in MODEL_NAMES
+    with pytest.raises(ValueError, match="num_layers"):
+        build_model("gin", 4, 4, 2, num_layers=0)
+
+
+def test_prepare_graph_self_loops_and_norm():
+    g, _ = random_graph(n=10, p=0.3, seed=8, self_loops=True)
+    n = g.num_dst
+    n_loops = int((g.col == g.row).sum())
+    assert n_loops > 0
+    for name in ("gcn", "gat"):
+        pg = prepare_graph(name, g)
+        loops = pg.col == pg.row
+        assert int(loops.sum()) == n  # exactly one self-loop per node
+        assert pg.num_edges == g.num_edges - n_loops + n
+    gcn = prepare_graph("gcn", g)
+    deg = gcn.degree("in").double()
+    torch.testing.assert_close(gcn.value.double(), (deg[gcn.col] * deg[gcn.row]).rsqrt())
+    assert prepare_graph("gat", g).value is None
+    sage = prepare_graph("sage", g)
+    assert sage.num_edges == g.num_edges and sage.value is None
+
+
+def test_global_pool():
+    x = torch.tensor([[1.0, -2.0], [3.0, -4.0], [5.0, 6.0]])
+    batch = torch.tensor([0, 0, 2])
+    torch.testing.assert_close(global_pool(x, batch, 3, "sum"),
+                               torch.tensor([[4.0, -6.0], [0.0, 0.0], [5.0, 6.0]]))
+    torch.testing.assert_close(global_pool(x, batch, 3, "mean"),
+                               torch.tensor([[2.0, -3.0], [0.0, 0.0], [5.0, 6.0]]))
+    torch.testing.assert_close(global_pool(x, batch, 3, "max"),
+                               torch.tensor([[3.0, -2.0], [0.0, 0.0], [5.0, 6.0]]))
+    with pytest.raises(ValueError, match="reduce"):
+        global_pool(x, batch, 3, "median")
