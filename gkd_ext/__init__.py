@@ -12,8 +12,10 @@ except ImportError as exc:  # pragma: no cover - exercised only on a broken inst
 
 from . import _ops  # noqa: E402,F401  (fake kernels and autograd for the gkd:: ops)
 from .graph import Graph  # noqa: E402
-from .functional import sddmm, spmm  # noqa: E402
+from .functional import lsp_loss, sddmm, spmm  # noqa: E402
+from . import losses  # noqa: E402
+from .losses import LSPLoss  # noqa: E402
 
 __version__ = "0.1.0"
 
-__all__ = ["Graph", "spmm", "sddmm", "__version__"]
+__all__ = ["Graph", "spmm", "sddmm", "lsp_loss", "LSPLoss", "losses", "__version__"]
