@@ -87,8 +87,8 @@ struct Space {
 // Forward. Per row: the logits of its edges go to a thread-local buffer (O(max degree)), then
 // the row's log-sum-exps and KL are taken over that buffer.
 // Numerics: each log-sum-exp subtracts the row maximum before exponentiating, so large logits
-// cannot overflow, and the KL is summed as p_t * (log p_t - log p_s) with both log-softmaxes
-// formed from exact (not running) log-sum-exps; the sums are accumulated in double.
+// cannot overflow; the KL is formed from logits relative to the row maxima (below), so it is
+// never the difference of two large numbers; the sums are accumulated in double.
 template <typename T>
 void lsp_forward_kernel(const int64_t* rowptr, const int64_t* col, Space<T> S, Space<T> Tt,
                         int kernel, T param, T* kl, T* stats, int64_t rows) {
@@ -124,17 +124,19 @@ void lsp_forward_kernel(const int64_t* rowptr, const int64_t* col, Space<T> S, S
         ms = std::max(ms, s);
         mt = std::max(mt, t);
       }
-      double ss = 0, stt = 0;
+      // With w = exp(l - m) (m the row maximum) and Z = sum w:
+      //   kl = sum_k (w_t / Z_t) ((l_t - m_t) - (l_s - m_s)) + log Z_s - log Z_t,
+      // one exp per edge and space, and no difference of two large log-sum-exps.
+      double zs = 0, zt = 0, a = 0;
       for (int64_t k = 0; k < deg; ++k) {
-        ss += std::exp(double(ls[k] - ms));
-        stt += std::exp(double(lt[k] - mt));
+        const T ds = ls[k] - ms, dt = lt[k] - mt;
+        const T wt = std::exp(dt);
+        zs += double(std::exp(ds));
+        zt += double(wt);
+        a += double(wt) * double(dt - ds);
       }
-      const double lse_s = double(ms) + std::log(ss), lse_t = double(mt) + std::log(stt);
-      double acc = 0;
-      for (int64_t k = 0; k < deg; ++k) {
-        const double lpt = double(lt[k]) - lse_t, lps = double(ls[k]) - lse_s;
-        acc += std::exp(lpt) * (lpt - lps);
-      }
+      const double lse_s = double(ms) + std::log(zs), lse_t = double(mt) + std::log(zt);
+      const double acc = a / zt + std::log(zs) - std::log(zt);
       kl[i] = T(acc);
       st[0] = T(lse_s);
       st[1] = T(lse_t);
