@@ -203,4 +203,53 @@ inline int gsp_kernel_code(const char* op, c10::string_view kernel) {
   return -1;
 }
 
+
+
+// Everything gkd::lsp and its backward read. The op is defined on square graphs only: a node
+// is both a destination (its row) and a source (its column), so h_s and h_t need N = N_dst
+// rows. Returns the kernel code (lsp_math.h).
+inline int lsp_kernel_code(const char* op, c10::string_view kernel) {
+  static const char* names[] = {"rbf", "laplacian", "cosine", "poly", "l2", "linear"};
+  for (int k = 0; k < 6; ++k)
+    if (kernel == names[k]) return k;
+  TORCH_CHECK(false, op, ": argument 'kernel' must be one of 'rbf', 'laplacian', 'cosine', "
+              "'poly', 'l2', 'linear', got '", std::string(kernel), "'");
+  return -1;
+}
+
+inline int check_lsp(const char* op, const at::Tensor& rowptr, const at::Tensor& col,
+                     const at::Tensor& h_s, const at::Tensor& h_t, c10::string_view kernel,
+                     double param) {
+  check_csr(op, rowptr, col);
+  check_features(op, "h_s", h_s, rowptr);
+  check_features(op, "h_t", h_t, rowptr);
+  check_same_dtype(op, "h_t", h_t, h_s, "h_s");
+  const int64_t n = rowptr.size(0) - 1;
+  TORCH_CHECK(h_s.size(0) == n && h_t.size(0) == n, op,
+              ": only square graphs are supported: 'h_s' and 'h_t' must both have N = N_dst = ",
+              n, " rows, got ", shape_str(h_s), " and ", shape_str(h_t));
+  const int k = lsp_kernel_code(op, kernel);
+  if (k == 0 || k == 1) {
+    TORCH_CHECK(std::isfinite(param) && param > 0, op, ": argument 'param' (",
+                k == 0 ? "gamma of the rbf kernel" : "sigma of the laplacian kernel",
+                ") must be a finite number > 0, got ", param);
+  }
+  return k;
+}
+
+// The saved statistics and incoming gradient of gkd::lsp_backward: stats [N, 3] in the
+// accumulation dtype (float64 for float64 features, else float32), grad_kl [N] like h_s.
+inline void check_lsp_backward(const char* op, const at::Tensor& stats, const at::Tensor& grad_kl,
+                               const at::Tensor& h_s, int64_t n) {
+  const auto acc = h_s.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  TORCH_CHECK(stats.dim() == 2 && stats.size(0) == n && stats.size(1) == 3 &&
+                  stats.scalar_type() == acc && stats.device() == h_s.device(),
+              op, ": argument 'stats' must be the ", acc, " [", n, ", 3] tensor returned by gkd::lsp on ",
+              h_s.device(), ", got ", stats.scalar_type(), " ", shape_str(stats), " on ", stats.device());
+  TORCH_CHECK(grad_kl.dim() == 1 && grad_kl.size(0) == n && grad_kl.device() == h_s.device(), op,
+              ": argument 'grad_kl' must have shape [", n, "] on ", h_s.device(), ", got ",
+              shape_str(grad_kl), " on ", grad_kl.device());
+  check_same_dtype(op, "grad_kl", grad_kl, h_s, "h_s");
+}
+
 }  // namespace gkd

@@ -12,11 +12,12 @@ except ImportError as exc:  # pragma: no cover - exercised only on a broken inst
 
 from . import _ops  # noqa: E402,F401  (fake kernels and autograd for the gkd:: ops)
 from .graph import Graph  # noqa: E402
-from .functional import (contrastive_loss, get_impl, gsp_loss, sddmm, set_impl, spmm,  # noqa: E402
-                         use_impl)
+from .functional import (contrastive_loss, get_impl, gsp_loss, lsp_loss, sddmm, set_impl,  # noqa: E402
+                         spmm, use_impl)
 from . import losses  # noqa: E402
+from .losses import GCRDLoss, GSPLoss, LSPLoss  # noqa: E402
 
 __version__ = "0.1.0"
 
-__all__ = ["Graph", "spmm", "sddmm", "contrastive_loss", "gsp_loss", "losses", "set_impl",
-           "get_impl", "use_impl", "__version__"]
+__all__ = ["Graph", "spmm", "sddmm", "lsp_loss", "contrastive_loss", "gsp_loss", "LSPLoss",
+           "GSPLoss", "GCRDLoss", "losses", "set_impl", "get_impl", "use_impl", "__version__"]

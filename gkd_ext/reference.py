@@ -100,3 +100,101 @@ def gsp_kernel_dense(h: Tensor, kernel: str = "cosine", gamma: float = 0.5) -> T
 def gsp_dense(h_s: Tensor, h_t: Tensor, kernel: str = "cosine", gamma: float = 0.5) -> Tensor:
     """GSP loss ``mean_{a,b} (K_s[a,b] - K_t[a,b])^2`` with both ``n x n`` kernels formed."""
     return (gsp_kernel_dense(h_s, kernel, gamma) - gsp_kernel_dense(h_t, kernel, gamma)).pow(2).mean()
+
+
+# ------------------------------------------------------------------ LSP
+_LSP_DEFAULTS = {"rbf": {"gamma": 0.5}, "laplacian": {"sigma": 100.0}, "cosine": {},
+                 "poly": {}, "l2": {}, "linear": {}}
+
+
+def lsp_edge_kernel(x_i: Tensor, x_j: Tensor, kernel: str, **params) -> Tensor:
+    """The LSP kernel logit ``k(x_i, x_j)`` of gathered endpoint rows ``[E, D]`` -> ``[E]``."""
+    p = {**_LSP_DEFAULTS[kernel], **params}
+    if kernel == "rbf":
+        return torch.exp(-p["gamma"] * (x_i - x_j).pow(2).sum(-1))
+    if kernel == "laplacian":
+        return torch.exp(-(x_i - x_j).abs().sum(-1) / p["sigma"])
+    if kernel in ("cosine", "poly"):
+        # Per-vector norm clamp, as torch.nn.functional.cosine_similarity does.
+        c = (x_i * x_j).sum(-1) / (x_i.norm(dim=-1).clamp_min(1e-8) * x_j.norm(dim=-1).clamp_min(1e-8))
+        return c if kernel == "cosine" else c * c
+    if kernel == "l2":
+        return (x_i - x_j).norm(dim=-1)
+    if kernel == "linear":
+        return (x_i * x_j).sum(-1)
+    raise ValueError(f"lsp reference: unknown kernel {kernel!r}")
+
+
+def _lsp_reduce(per_node: Tensor, num_edges: int, reduction: str) -> Tensor:
+    if reduction == "none":
+        return per_node
+    if reduction == "sum":
+        return per_node.sum()
+    if reduction == "node_mean":
+        return per_node.sum() / max(per_node.numel(), 1)
+    if reduction == "edge_mean":
+        return per_node.sum() / max(num_edges, 1)
+    raise ValueError(f"lsp reference: unknown reduction {reduction!r}")
+
+
+def _segment_log_softmax_torch(logit: Tensor, index: Tensor, n: int) -> Tensor:
+    """log-softmax of ``logit`` within groups ``index`` (pure torch: amax + index_add)."""
+    m = logit.new_full((n,), float("-inf")).scatter_reduce(0, index, logit, "amax", include_self=True)
+    shifted = logit - m.detach()[index]
+    denom = logit.new_zeros(n).index_add(0, index, shifted.exp())
+    return shifted - denom.log()[index]
+
+
+def lsp_reference_pyg(graph: Graph, h_s: Tensor, h_t: Tensor, kernel: str = "rbf",
+                      reduction: str = "edge_mean", backend: str = "auto", **params) -> Tensor:
+    """Unfused LSP in the PyG style of efficient-gnns: gather both endpoints of every edge
+    (``E x D`` per model), a kernel value per edge, ``scatter_log_softmax`` / ``scatter_softmax``
+    over each destination's incoming edges, then ``F.kl_div(log_p_s, p_t)``. Its native
+    reduction, ``F.kl_div(..., reduction='mean')`` over the E edge terms, is ``edge_mean``.
+
+    ``backend``: ``"torch_scatter"``, ``"torch"`` (scatter_reduce amax + index_add), or
+    ``"auto"`` (torch_scatter when importable)."""
+    row, col, n = graph.row, graph.col, graph.num_dst
+    s = lsp_edge_kernel(h_s[row], h_s[col], kernel, **params)
+    t = lsp_edge_kernel(h_t[row], h_t[col], kernel, **params)
+    ts = None
+    if backend in ("auto", "torch_scatter"):
+        try:
+            import torch_scatter as ts  # noqa: F811  (optional dependency, imported lazily)
+        except ImportError:
+            if backend == "torch_scatter":
+                raise
+            ts = None
+    elif backend != "torch":
+        raise ValueError(f"lsp_reference_pyg: unknown backend {backend!r}")
+    if ts is not None and graph.num_edges > 0:
+        log_p_s = ts.scatter_log_softmax(s, row, dim=0, dim_size=n)
+        p_t = ts.scatter_softmax(t, row, dim=0, dim_size=n)
+    else:
+        log_p_s = _segment_log_softmax_torch(s, row, n)
+        p_t = _segment_log_softmax_torch(t, row, n).exp()
+    if reduction == "edge_mean":
+        if graph.num_edges == 0:
+            return (h_s.sum() + h_t.sum()) * 0
+        # F.kl_div(..., reduction="mean") of 1-D edge terms, written as sum / E (same value,
+        # without torch's deprecation warning about 'mean').
+        return torch.nn.functional.kl_div(log_p_s, p_t, reduction="sum") / graph.num_edges
+    per_edge = torch.nn.functional.kl_div(log_p_s, p_t, reduction="none")
+    per_node = per_edge.new_zeros(n).index_add(0, row, per_edge)
+    return _lsp_reduce(per_node, graph.num_edges, reduction)
+
+
+def lsp_reference_dgl(graph: Graph, h_s: Tensor, h_t: Tensor, kernel: str = "laplacian",
+                      reduction: str = "node_mean", **params) -> Tensor:
+    """Unfused LSP in the DGL style of the original LSP / Alignahead code: an edge-wise kernel
+    (L1 "distance" kernel by default), ``edge_softmax`` over incoming edges, the per-edge term
+    ``p_t (log p_t - log p_s)`` summed into each destination (``update_all`` with sum), then
+    the mean over all nodes: ``node_mean``. Pure torch (no DGL)."""
+    row, col, n = graph.row, graph.col, graph.num_dst
+    s = lsp_edge_kernel(h_s[row], h_s[col], kernel, **params)
+    t = lsp_edge_kernel(h_t[row], h_t[col], kernel, **params)
+    log_p_s = _segment_log_softmax_torch(s, row, n)
+    log_p_t = _segment_log_softmax_torch(t, row, n)
+    per_edge = log_p_t.exp() * (log_p_t - log_p_s)
+    per_node = per_edge.new_zeros(n).index_add(0, row, per_edge)
+    return _lsp_reduce(per_node, graph.num_edges, reduction)
