@@ -227,7 +227,7 @@ def train_student(task: Task, teacher: nn.Module, teacher_spec: ModelSpec, stude
                     a = a + mod(task.graph, hidden[ls], h_t[lt])
                 else:
                     a = a + mod(hidden[ls], h_t[lt])
-            parts["aux"] = float(a)
+            parts["aux"] = float(a.detach()) if torch.is_tensor(a) else a
             loss = loss + beta * a
         return loss, parts
 
