@@ -119,6 +119,32 @@ inline void check_like(const char* op, const char* name, const at::Tensor& t, in
               "' must have shape [", rows, ", ", ref.size(1), "], got ", shape_str(t));
 }
 
+// Everything gkd::spmm_backward reads. Returns H (heads); sets 'transposed' when the transpose
+// tensors were given (the x gradient needs them).
+inline int64_t check_spmm_backward(const char* op, const at::Tensor& rowptr, const at::Tensor& col,
+                                   const c10::optional<at::Tensor>& value, const at::Tensor& x,
+                                   const at::Tensor& grad_out, const at::Tensor& arg, int reduce,
+                                   const c10::optional<at::Tensor>& t_rowptr,
+                                   const c10::optional<at::Tensor>& t_col,
+                                   const c10::optional<at::Tensor>& t_perm, bool need_x,
+                                   bool need_value, bool& transposed) {
+  const int64_t H = check_spmm(op, rowptr, col, value, x);
+  const int64_t rows = rowptr.size(0) - 1, D = x.size(1);
+  check_like(op, "grad_out", grad_out, rows, x, "x");
+  if (reduce == kMax) {
+    TORCH_CHECK(arg.scalar_type() == at::kLong && arg.dim() == 2 && arg.size(0) == rows &&
+                    arg.size(1) == D && arg.device() == x.device(),
+                op, ": argument 'arg' must be the int64 [", rows, ", ", D,
+                "] argmax returned by gkd::spmm with reduce='max', got ", shape_str(arg));
+  }
+  TORCH_CHECK(!need_value || value.has_value(), op, ": need_value=True but no edge values were given");
+  transposed = t_rowptr.has_value() && t_col.has_value() && t_perm.has_value();
+  TORCH_CHECK(!need_x || transposed, op,
+              ": the gradient for 'x' needs the transposed graph (t_rowptr, t_col, t_perm)");
+  if (transposed) check_transpose(op, col, x.size(0), *t_rowptr, *t_col, *t_perm);
+  return H;
+}
+
 // ---------------------------------------------------------------- similarity losses (GSP, G-CRD)
 
 // A node-embedding matrix [n, D] with n >= 1, in a supported floating dtype for its device.

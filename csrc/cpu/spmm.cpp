@@ -269,22 +269,11 @@ std::tuple<at::Tensor, at::Tensor> spmm_backward_cpu(
     const c10::optional<at::Tensor>& t_col, const c10::optional<at::Tensor>& t_perm, bool need_x,
     bool need_value) {
   const char* op = "gkd::spmm_backward";
-  const int64_t H = check_spmm(op, rowptr, col, value, x_in);
   const int r = reduce_code(op, reduce);
+  bool transposed = false;
+  const int64_t H = check_spmm_backward(op, rowptr, col, value, x_in, grad_in, arg, r, t_rowptr,
+                                        t_col, t_perm, need_x, need_value, transposed);
   const int64_t rows = rowptr.size(0) - 1, D = x_in.size(1), E = col.size(0), N_src = x_in.size(0);
-  check_like(op, "grad_out", grad_in, rows, x_in, "x");
-  if (r == kMax) {
-    TORCH_CHECK(arg.scalar_type() == at::kLong && arg.dim() == 2 && arg.size(0) == rows &&
-                    arg.size(1) == D,
-                op, ": argument 'arg' must be the int64 [", rows, ", ", D,
-                "] argmax returned by gkd::spmm with reduce='max', got ", shape_str(arg));
-  }
-  TORCH_CHECK(!need_value || value.has_value(), op,
-              ": need_value=True but no edge values were given");
-  const bool transposed = t_rowptr.has_value() && t_col.has_value() && t_perm.has_value();
-  TORCH_CHECK(!need_x || transposed, op,
-              ": the gradient for 'x' needs the transposed graph (t_rowptr, t_col, t_perm)");
-  if (transposed) check_transpose(op, col, N_src, *t_rowptr, *t_col, *t_perm);
 
   const at::Tensor x = x_in.contiguous(), g = grad_in.contiguous();
   const at::Tensor v = value.has_value() ? value->contiguous() : at::Tensor();
