@@ -75,7 +75,8 @@ def load_planetoid(root: Union[str, os.PathLike], name: str) -> NodeDataset:
     - nodes are ``allx`` then the test rows, with test rows moved to the ids in ``test.index``;
     - test ids missing from ``tx`` (CiteSeer's 15 isolated nodes) get zero feature rows and
       label 0 and are in no mask;
-    - train = the first ``len(y)`` nodes, val = the next 500, test = the ids in ``test.index``;
+    - train = the first ``len(y)`` nodes, val = the next 500 (within ``allx``), test = the ids
+      in ``test.index``;
     - the adjacency dict is symmetrised, duplicates merged and self-loops dropped.
     """
     root = os.fspath(root)
@@ -118,7 +119,8 @@ def load_planetoid(root: Union[str, os.PathLike], name: str) -> NodeDataset:
     val = torch.zeros(n, dtype=torch.bool)
     test = torch.zeros(n, dtype=torch.bool)
     train[:n_train] = True
-    val[n_train:n_train + 500] = True
+    # Validation nodes come from allx; the clip only matters for files smaller than 500 + len(y).
+    val[n_train:min(n_train + 500, allx.shape[0])] = True
     test[torch.from_numpy(test_index)] = True
     y_out = torch.from_numpy(labels.argmax(1).astype(np.int64))
     return NodeDataset(f"planetoid-{name}", torch.from_numpy(feats), y_out, graph,

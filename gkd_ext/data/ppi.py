@@ -47,12 +47,13 @@ def load_ppi(root: Union[str, os.PathLike]) -> NodeDataset:
     root = os.fspath(root)
     xs, ys, gids, srcs, dsts, split_of = [], [], [], [], [], []
     offset, gid_offset = 0, 0
-    for s, split in enumerate(SPLITS):
-        paths = {k: os.path.join(root, f"{split}_{k}") for k in
-                 ("graph.json", "feats.npy", "labels.npy", "graph_id.npy")}
+    all_paths = [{k: os.path.join(root, f"{split}_{k}") for k in
+                  ("graph.json", "feats.npy", "labels.npy", "graph_id.npy")} for split in SPLITS]
+    for paths in all_paths:  # report a missing file before reading anything
         for p in paths.values():
             if not os.path.exists(p):
                 raise FileNotFoundError(f"load_ppi: missing {p!r}")
+    for s, (split, paths) in enumerate(zip(SPLITS, all_paths)):
         x = np.load(paths["feats.npy"], allow_pickle=False).astype(np.float32)
         y = np.load(paths["labels.npy"], allow_pickle=False).astype(np.float32)
         gid = np.load(paths["graph_id.npy"], allow_pickle=False).astype(np.int64).reshape(-1)
