@@ -63,6 +63,19 @@ def test_edge_softmax_gradcheck():
     assert torch.autograd.gradcheck(lambda t: edge_softmax(g, t), (s,))
 
 
+def test_edge_softmax_no_edges():
+    g = Graph.from_edge_index(torch.zeros(2, 0, dtype=torch.long), 4)
+    assert edge_softmax(g, torch.zeros(0, 2)).shape == (0, 2)
+
+
+def test_gatconv_gradcheck():
+    g, _ = random_graph(n=6, p=0.4, seed=9)
+    g = prepare_graph("gat", g)
+    conv = GATConv(3, 2, heads=2, residual=True).double()
+    x = torch.randn(6, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: conv(g, t), (x,))
+
+
 def test_edge_softmax_bad_input():
     g, _ = random_graph()
     with pytest.raises(ValueError, match=r"shape \[E\] or \[E, H\]"):

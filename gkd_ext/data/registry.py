@@ -123,8 +123,8 @@ def load_dataset(name: str, data_dir: Optional[Union[str, os.PathLike]] = None, 
         if not os.path.exists(path):
             raise FileNotFoundError(f"load_dataset: {name!r} not found: looked for {path!r} "
                                     f"(or one of {list(SHCHUR[name][1])} next to it)")
-        return _with_split(load_shchur_npz(path, name=name, member=None if not path.endswith(".zip")
-                                           else SHCHUR[name][0]), seed)
+        member = SHCHUR[name][0] if path.endswith(".zip") else None
+        return _with_split(load_shchur_npz(path, name=name, member=member), seed)
     if family == "planetoid":
         return load_planetoid(path, PLANETOID[name])
     if family == "heterophilous":
