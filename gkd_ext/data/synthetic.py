@@ -6,6 +6,8 @@ from typing import Optional
 import torch
 
 from ..graph import Graph
+from .dataset import NodeDataset, undirected_graph
+from .shchur import per_class_split
 
 # name: (num_nodes, num_edges) of the real graphs they stand in for.
 WORKLOADS = {
@@ -60,7 +62,7 @@ def workload_graph(name: str, scale: float = 1.0, seed: int = 0,
 
 def csbm(num_nodes: int, num_classes: int, feature_dim: int, homophily: float,
          avg_degree: float, seed: int = 0, feature_noise: float = 1.0,
-         mean_scale: float = 1.0):
+         mean_scale: float = 1.0) -> NodeDataset:
     """A contextual stochastic block model: a :class:`NodeDataset` whose edge homophily is
     set by a knob.
 
@@ -72,9 +74,6 @@ def csbm(num_nodes: int, num_classes: int, feature_dim: int, homophily: float,
     ``x = mean_scale * mu[y] + feature_noise * eps`` with ``mu, eps ~ N(0, I)``. The graph is
     symmetrised without self-loops; masks are the 20/30-per-class split with the same seed.
     """
-    from .dataset import NodeDataset, undirected_graph
-    from .shchur import per_class_split
-
     if num_nodes <= 0 or num_classes < 2 or num_nodes < num_classes:
         raise ValueError(f"csbm: need num_nodes >= num_classes >= 2, got {num_nodes}, {num_classes}")
     if not 0.0 <= homophily <= 1.0:
