@@ -28,10 +28,10 @@ def dense_adj(graph):
 
 # ------------------------------------------------------------------ edge softmax
 @pytest.mark.parametrize("heads", [1, 3])
-def test_edge_softmax_matches_dense_softmax(heads):
+def test_edge_softmax_matches_dense_softmax(heads, device):
     g, a = random_graph()
     s = torch.randn(g.num_edges, heads, dtype=torch.float64)
-    alpha = edge_softmax(g, s)
+    alpha = edge_softmax(g.to(device), s.to(device)).cpu()
     assert alpha.shape == s.shape
     for h in range(heads):
         dense = torch.full(a.shape, float("-inf"), dtype=torch.float64)
@@ -61,6 +61,19 @@ def test_edge_softmax_gradcheck():
     g, _ = random_graph(n=7, p=0.4, seed=1)
     s = torch.randn(g.num_edges, 2, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda t: edge_softmax(g, t), (s,))
+
+
+def test_edge_softmax_no_edges():
+    g = Graph.from_edge_index(torch.zeros(2, 0, dtype=torch.long), 4)
+    assert edge_softmax(g, torch.zeros(0, 2)).shape == (0, 2)
+
+
+def test_gatconv_gradcheck():
+    g, _ = random_graph(n=6, p=0.4, seed=9)
+    g = prepare_graph("gat", g)
+    conv = GATConv(3, 2, heads=2, residual=True).double()
+    x = torch.randn(6, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: conv(g, t), (x,))
 
 
 def test_edge_softmax_bad_input():
@@ -124,12 +137,13 @@ MODELS = ["gcn", "gat", "sage", "sage-pool", "gin", "mlp"]
 
 @pytest.mark.parametrize("name", MODELS)
 @pytest.mark.parametrize("num_layers", [1, 3])
-def test_model_forward_backward(name, num_layers):
+def test_model_forward_backward(name, num_layers, device):
     g, _ = random_graph(n=15, p=0.25, seed=5)
-    g = prepare_graph(name, g)
-    x = torch.randn(15, 7)
+    g = prepare_graph(name, g).to(device)
+    x = torch.randn(15, 7, device=device)
     model = build_model(name, 7, 6, 4, num_layers=num_layers, heads=2, dropout=0.0,
                         **({"residual": True, "attn_dropout": 0.0} if name == "gat" else {}))
+    model = model.to(device)
     logits, hidden = model(g, x)
     assert logits.shape == (15, 4)
     width = 12 if name == "gat" else 6  # GAT hidden layers concatenate 2 heads of 6

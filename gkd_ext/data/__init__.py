@@ -1,3 +1,10 @@
-"""Datasets: the bundled Cora, Shchur et al. npz files, splits and synthetic graphs."""
-from .shchur import NodeDataset, bundled_cora, load_shchur_npz, per_class_split  # noqa: F401
-from .synthetic import WORKLOADS, power_law_graph, workload_graph  # noqa: F401
+"""Datasets: loaders for the formats in ../shared/data, the registry, splits, synthetic graphs."""
+from .dataset import GraphDataset, NodeDataset, stratified_kfold, undirected_graph  # noqa: F401
+from .heterophilous import load_heterophilous  # noqa: F401
+from .planetoid import RestrictedUnpickler, load_planetoid, restricted_load  # noqa: F401
+from .ppi import load_ppi  # noqa: F401
+from .registry import dataset_names, dataset_path, load_dataset  # noqa: F401
+from .shchur import bundled_cora, load_shchur_npz, per_class_split  # noqa: F401
+from .synthetic import (WORKLOADS, csbm, edge_homophily, power_law_graph,  # noqa: F401
+                        workload_graph)
+from .tu import load_tu  # noqa: F401

@@ -4,33 +4,14 @@ from __future__ import annotations
 import io
 import os
 import zipfile
-from dataclasses import dataclass
 from typing import Optional, Tuple, Union
 
 import numpy as np
 import torch
 
-from ..graph import Graph
+from .dataset import NodeDataset, undirected_graph
 
 BUNDLED_CORA = os.path.join(os.path.dirname(__file__), "cora.npz")
-
-
-@dataclass
-class NodeDataset:
-    """A node-classification graph: features ``x [N, F]``, labels ``y [N]``, and ``graph``
-    (symmetrised, no self-loops; add them where a model needs them)."""
-    name: str
-    x: torch.Tensor
-    y: torch.Tensor
-    graph: Graph
-
-    @property
-    def num_nodes(self) -> int:
-        return self.x.size(0)
-
-    @property
-    def num_classes(self) -> int:
-        return int(self.y.max()) + 1
 
 
 def _csr_to_coo(npz, prefix: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray, Tuple[int, int]]:
@@ -46,7 +27,9 @@ def _csr_to_coo(npz, prefix: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray, T
 
 def load_shchur_npz(path: Union[str, os.PathLike], name: Optional[str] = None,
                     member: Optional[str] = None) -> NodeDataset:
-    """Read a Shchur-format ``.npz`` (or the single npz inside a ``.zip``) without unpickling.
+    """Read a Shchur-format ``.npz`` (or the single npz, or ``member``, inside a ``.zip``)
+    without unpickling (``allow_pickle=False``; the object-array ``class_names`` key of the
+    ms_academic files is never read).
 
     The adjacency is symmetrised (A + Aᵀ > 0) and self-loops are removed, as PyG does; features
     are densified to float32.
@@ -57,10 +40,14 @@ def load_shchur_npz(path: Union[str, os.PathLike], name: Optional[str] = None,
     if path.endswith(".zip"):
         with zipfile.ZipFile(path) as zf:
             names = [n for n in zf.namelist() if n.endswith(".npz")]
-            if member is None:
-                if len(names) != 1:
-                    raise ValueError(f"load_shchur_npz: {path!r} holds {len(names)} npz files; pass member=")
-                member = names[0]
+            if member is not None:
+                # Match by base name: some archives keep the npz inside a folder.
+                names = [n for n in names if os.path.basename(n) == os.path.basename(member)]
+                if not names:
+                    raise ValueError(f"load_shchur_npz: {path!r} holds no member named {member!r}")
+            if len(names) != 1:
+                raise ValueError(f"load_shchur_npz: {path!r} holds {len(names)} npz files; pass member=")
+            member = names[0]
             buf = io.BytesIO(zf.read(member))
         npz = np.load(buf, allow_pickle=False)
     else:
@@ -78,12 +65,10 @@ def load_shchur_npz(path: Union[str, os.PathLike], name: Optional[str] = None,
         else:
             x = torch.from_numpy(np.asarray(npz["attr_matrix"], dtype=np.float32))
         y = torch.from_numpy(np.asarray(npz["labels"]).astype(np.int64))
-    src = torch.from_numpy(np.concatenate([r, c]).astype(np.int64))
-    dst = torch.from_numpy(np.concatenate([c, r]).astype(np.int64))
-    keep = src != dst
-    key = torch.unique(src[keep] * n + dst[keep])
-    edge_index = torch.stack([key // n, key % n])
-    graph = Graph.from_edge_index(edge_index, n)
+    if shape[0] != shape[1] or y.numel() != n or x.size(0) != n:
+        raise ValueError(f"load_shchur_npz: {path!r}: adjacency {shape}, {x.size(0)} feature rows "
+                         f"and {y.numel()} labels do not describe one square graph")
+    graph = undirected_graph(r, c, n)
     return NodeDataset(name or os.path.splitext(os.path.basename(path))[0], x, y, graph)
 
 

@@ -6,6 +6,8 @@ from typing import Optional
 import torch
 
 from ..graph import Graph
+from .dataset import NodeDataset, undirected_graph
+from .shchur import per_class_split
 
 # name: (num_nodes, num_edges) of the real graphs they stand in for.
 WORKLOADS = {
@@ -56,3 +58,52 @@ def workload_graph(name: str, scale: float = 1.0, seed: int = 0,
         raise ValueError(f"workload_graph: unknown workload {name!r}; choose from {sorted(WORKLOADS)}")
     n, e = WORKLOADS[name]
     return power_law_graph(max(1, int(n * scale)), int(e * scale), seed=seed, device=device)
+
+
+def csbm(num_nodes: int, num_classes: int, feature_dim: int, homophily: float,
+         avg_degree: float, seed: int = 0, feature_noise: float = 1.0,
+         mean_scale: float = 1.0) -> NodeDataset:
+    """A contextual stochastic block model: a :class:`NodeDataset` whose edge homophily is
+    set by a knob.
+
+    Labels are uniform over ``num_classes``. About ``num_nodes * avg_degree / 2`` undirected
+    edges are drawn: each picks a uniform endpoint ``u`` and, with probability ``homophily``,
+    a partner of ``u``'s class, otherwise one of another class (both uniform), so the edge
+    homophily (share of edges joining equal labels) is ``homophily`` up to sampling noise and
+    the few self-loops/duplicates that are dropped. Features are Gaussian around class means:
+    ``x = mean_scale * mu[y] + feature_noise * eps`` with ``mu, eps ~ N(0, I)``. The graph is
+    symmetrised without self-loops; masks are the 20/30-per-class split with the same seed.
+    """
+    if num_nodes <= 0 or num_classes < 2 or num_nodes < num_classes:
+        raise ValueError(f"csbm: need num_nodes >= num_classes >= 2, got {num_nodes}, {num_classes}")
+    if not 0.0 <= homophily <= 1.0:
+        raise ValueError(f"csbm: 'homophily' must lie in [0, 1], got {homophily}")
+    if avg_degree < 0 or feature_dim <= 0:
+        raise ValueError(f"csbm: need avg_degree >= 0 and feature_dim > 0, got {avg_degree}, {feature_dim}")
+    gen = torch.Generator().manual_seed(seed)
+    # Round-robin labels, shuffled, so every class has floor or ceil of N/C nodes.
+    y = (torch.arange(num_nodes) % num_classes)[torch.randperm(num_nodes, generator=gen)]
+    order = torch.argsort(y, stable=True)
+    counts = torch.bincount(y, minlength=num_classes)
+    start = torch.zeros(num_classes, dtype=torch.long)
+    start[1:] = torch.cumsum(counts, 0)[:-1]
+    m = int(round(num_nodes * avg_degree / 2))
+    u = torch.randint(0, num_nodes, (m,), generator=gen)
+    same = torch.rand(m, generator=gen) < homophily
+    # Partner class: u's own, or a uniformly chosen different one.
+    shift = torch.randint(1, num_classes, (m,), generator=gen)
+    cls = torch.where(same, y[u], (y[u] + shift) % num_classes)
+    pick = (torch.rand(m, generator=gen) * counts[cls]).long()
+    v = order[start[cls] + torch.minimum(pick, counts[cls] - 1)]
+    mu = torch.randn(num_classes, feature_dim, generator=gen)
+    x = mean_scale * mu[y] + feature_noise * torch.randn(num_nodes, feature_dim, generator=gen)
+    graph = undirected_graph(u, v, num_nodes)
+    train, val, test = per_class_split(y, 20, 30, seed=seed)
+    return NodeDataset(f"csbm-h{homophily:g}", x, y, graph, train, val, test)
+
+
+def edge_homophily(graph: Graph, y: torch.Tensor) -> float:
+    """Share of edges whose endpoints have the same label (Zhu et al. 2020)."""
+    if graph.num_edges == 0:
+        return float("nan")
+    return float((y[graph.col] == y[graph.row]).float().mean())

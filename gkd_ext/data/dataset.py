@@ -1,0 +1,162 @@
+"""Dataset containers shared by the loaders, and the graph clean-up they all apply."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
+
+import numpy as np
+import torch
+
+from ..graph import Graph
+
+Tensor = torch.Tensor
+
+
+def undirected_graph(src, dst, num_nodes: int) -> Graph:
+    """A simple undirected graph from edge endpoints (numpy or torch, any integer dtype): both
+    directions of every edge, duplicates merged and self-loops removed, as PyG's loaders do.
+    Each undirected edge ``{u, v}`` becomes the two directed edges ``u -> v`` and ``v -> u``."""
+    src = torch.as_tensor(np.asarray(src), dtype=torch.long).reshape(-1)
+    dst = torch.as_tensor(np.asarray(dst), dtype=torch.long).reshape(-1)
+    if src.numel() != dst.numel():
+        raise ValueError(f"undirected_graph: {src.numel()} sources but {dst.numel()} targets")
+    if src.numel() and (int(torch.minimum(src, dst).min()) < 0
+                        or int(torch.maximum(src, dst).max()) >= num_nodes):
+        raise ValueError(f"undirected_graph: edge endpoints must lie in [0, {num_nodes})")
+    s, d = torch.cat([src, dst]), torch.cat([dst, src])
+    keep = s != d
+    key = torch.unique(s[keep] * max(num_nodes, 1) + d[keep])
+    return Graph.from_edge_index(torch.stack([key // max(num_nodes, 1), key % max(num_nodes, 1)]),
+                                 num_nodes)
+
+
+@dataclass
+class NodeDataset:
+    """A node-classification graph: features ``x [N, F]``, labels ``y``, and ``graph``
+    (symmetrised, no self-loops; :func:`gkd_ext.nn.prepare_graph` adds what a model needs).
+
+    ``y`` is int64 ``[N]`` for single-label data, or float ``[N, C]`` of 0/1 with
+    ``multilabel=True`` (PPI). ``train_mask``/``val_mask``/``test_mask`` are boolean ``[N]``
+    when the dataset comes with a split (given masks, the Planetoid public split, or a seeded
+    Shchur split from :func:`gkd_ext.data.load_dataset`). ``graph_id [N]`` says which graph a
+    node belongs to when several disjoint graphs are stored together (PPI).
+    """
+    name: str
+    x: Tensor
+    y: Tensor
+    graph: Graph
+    train_mask: Optional[Tensor] = None
+    val_mask: Optional[Tensor] = None
+    test_mask: Optional[Tensor] = None
+    multilabel: bool = False
+    graph_id: Optional[Tensor] = None
+
+    @property
+    def num_nodes(self) -> int:
+        return self.x.size(0)
+
+    @property
+    def num_features(self) -> int:
+        return self.x.size(1)
+
+    @property
+    def num_classes(self) -> int:
+        return self.y.size(1) if self.multilabel else int(self.y.max()) + 1
+
+    def masks(self) -> Tuple[Tensor, Tensor, Tensor]:
+        """``(train_mask, val_mask, test_mask)``; raises if the dataset has no split."""
+        if self.train_mask is None or self.val_mask is None or self.test_mask is None:
+            raise ValueError(f"NodeDataset {self.name!r} has no train/val/test masks; use "
+                             "per_class_split(y) or load it through load_dataset")
+        return self.train_mask, self.val_mask, self.test_mask
+
+    def subgraph(self, mask: Tensor) -> "NodeDataset":
+        """The dataset induced on the nodes where ``mask`` is True (edges between kept nodes;
+        nodes renumbered in order). For inductive training on some of PPI's graphs."""
+        mask = torch.as_tensor(mask, dtype=torch.bool)
+        if mask.shape != (self.num_nodes,):
+            raise ValueError(f"NodeDataset.subgraph: 'mask' must have shape [{self.num_nodes}], "
+                             f"got {list(mask.shape)}")
+        new_id = torch.cumsum(mask.long(), 0) - 1
+        ei = self.graph.edge_index
+        keep = mask[ei[0]] & mask[ei[1]]
+        graph = Graph.from_edge_index(new_id[ei[:, keep]], int(mask.sum()))
+
+        def sel(t):
+            return None if t is None else t[mask]
+        return NodeDataset(self.name, self.x[mask], self.y[mask], graph, sel(self.train_mask),
+                           sel(self.val_mask), sel(self.test_mask), self.multilabel,
+                           sel(self.graph_id))
+
+
+@dataclass
+class GraphDataset:
+    """A graph-classification dataset stored as one disjoint union.
+
+    ``graph`` holds all ``num_graphs`` graphs (symmetrised, no self-loops), ``x [N, F]`` the
+    node features, ``batch [N]`` the graph id of every node (sorted, 0-based), ``y [G]`` the
+    int64 graph labels (0-based). :meth:`collate` cuts out a mini-batch of graphs.
+    """
+    name: str
+    x: Tensor
+    graph: Graph
+    batch: Tensor
+    y: Tensor
+
+    @property
+    def num_graphs(self) -> int:
+        return self.y.numel()
+
+    @property
+    def num_nodes(self) -> int:
+        return self.x.size(0)
+
+    @property
+    def num_features(self) -> int:
+        return self.x.size(1)
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.y.max()) + 1
+
+    def __len__(self) -> int:
+        return self.num_graphs
+
+    def collate(self, index) -> Tuple[Graph, Tensor, Tensor, Tensor]:
+        """The graphs ``index`` (int64 ids) as ``(graph, x, batch, y)``: one disjoint union
+        whose ``batch`` numbers the selected graphs ``0..len(index)-1`` in the given order."""
+        index = torch.as_tensor(index, dtype=torch.long).reshape(-1)
+        if index.numel() and (int(index.min()) < 0 or int(index.max()) >= self.num_graphs):
+            raise IndexError(f"GraphDataset.collate: graph ids must lie in [0, {self.num_graphs})")
+        counts = torch.bincount(self.batch, minlength=self.num_graphs)
+        ptr = torch.zeros(self.num_graphs + 1, dtype=torch.long)
+        torch.cumsum(counts, 0, out=ptr[1:])
+        nodes = torch.cat([torch.arange(int(ptr[g]), int(ptr[g + 1])) for g in index.tolist()]) \
+            if index.numel() else torch.zeros(0, dtype=torch.long)
+        new_id = torch.full((self.num_nodes,), -1, dtype=torch.long)
+        new_id[nodes] = torch.arange(nodes.numel())
+        ei = self.graph.edge_index
+        keep = new_id[ei[0]] >= 0
+        graph = Graph.from_edge_index(new_id[ei[:, keep]], nodes.numel())
+        batch = torch.repeat_interleave(torch.arange(index.numel()), counts[index])
+        return graph, self.x[nodes], batch, self.y[index]
+
+
+def stratified_kfold(y: Tensor, n_folds: int = 10, seed: int = 0) -> List[Tuple[Tensor, Tensor]]:
+    """Seeded stratified ``n_folds``-fold cross-validation indices for labels ``y [G]``:
+    a list of ``(train_idx, test_idx)``; every item is in exactly one test fold, and each
+    class is spread over the folds as evenly as possible (fold sizes differ by at most one
+    per class). The same seed gives the same folds."""
+    y = torch.as_tensor(y).reshape(-1)
+    if n_folds < 2 or n_folds > y.numel():
+        raise ValueError(f"stratified_kfold: need 2 <= n_folds <= {y.numel()}, got {n_folds}")
+    gen = torch.Generator().manual_seed(seed)
+    fold = torch.empty(y.numel(), dtype=torch.long)
+    offset = 0
+    for c in torch.unique(y).tolist():
+        idx = (y == c).nonzero().view(-1)
+        idx = idx[torch.randperm(idx.numel(), generator=gen)]
+        # Continue the round-robin where the previous class stopped so fold sizes stay even.
+        fold[idx] = (torch.arange(idx.numel()) + offset) % n_folds
+        offset = (offset + idx.numel()) % n_folds
+    return [((fold != k).nonzero().view(-1), (fold == k).nonzero().view(-1)) for k in range(n_folds)]
