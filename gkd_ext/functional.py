@@ -254,6 +254,9 @@ def contrastive_loss(z_s: Tensor, z_t: Tensor, temperature: float = 0.075,
     if precision != "ieee" and not z_s.is_cuda:
         raise ValueError(f"gkd_ext.contrastive_loss: precision={precision!r} needs CUDA tensor "
                          "cores; on CPU use precision='ieee'")
+    if _impl == "reference":
+        from .reference import infonce_dense
+        return infonce_dense(z_s, z_t, temperature, bool(symmetric))
     return _lib.infonce(z_s, z_t, temperature, bool(symmetric), precision)[0]
 
 
@@ -297,6 +300,9 @@ def gsp_loss(h_s: Tensor, h_t: Tensor, kernel: str = "cosine", **kernel_params) 
     gamma = float(kernel_params.get("gamma", 0.5))
     if not (gamma > 0 and math.isfinite(gamma)):
         raise ValueError(f"gkd_ext.gsp_loss: 'gamma' must be a finite number > 0, got {gamma}")
+    if _impl == "reference":
+        from .reference import gsp_dense
+        return gsp_dense(h_s, h_t, kernel, gamma)
     return _lib.gsp(h_s, h_t, kernel, gamma)[0]
 
 
@@ -403,6 +409,10 @@ def lsp_loss(graph: Graph, h_student: Tensor, h_teacher: Tensor, kernel: str = "
         raise ValueError(f"gkd_ext.lsp_loss: 'h_teacher' has dtype {h_teacher.dtype} but "
                          f"'h_student' has {h_student.dtype}; cast one of them")
     _check_device(fn, graph, h_student, h_teacher)
+    if _impl == "reference":
+        from .reference import lsp_reference_pyg
+        params = {} if kernel not in _LSP_PARAMS else {_LSP_PARAMS[kernel][0]: param}
+        return lsp_reference_pyg(graph, h_student, h_teacher, kernel, reduction, **params)
     needs_grad = torch.is_grad_enabled() and (h_student.requires_grad or h_teacher.requires_grad)
     t = graph.transpose() if needs_grad else (None, None, None)
     kl, _ = _lib.lsp(graph.rowptr, graph.col, h_student, h_teacher, kernel, param, *t)
