@@ -208,8 +208,8 @@ class Bench:
             if row.status != "ok" or row.baseline:
                 continue
             for base in self.rows:
-                if base.case == row.case and base.baseline:
-                    row.speedup[base.impl] = (base.ms / row.ms) if base.status == "ok" else float("nan")
+                if base.case == row.case and base.baseline and base.status == "ok":
+                    row.speedup[base.impl] = base.ms / row.ms
         self.print_table()
         if self.args.json:
             os.makedirs(os.path.dirname(os.path.abspath(self.args.json)), exist_ok=True)
