@@ -135,3 +135,16 @@ def test_cli_bad_input(capsys):
         main(["--dataset", "no-such-graph", "--epochs", "1", "--no-progress"])
     assert exc.value.code == 2
     assert "no-such-graph" in capsys.readouterr().err
+
+
+def test_cli_rejects_graph_classification_dataset(tmp_path, capsys):
+    from gkd_ext.train.cli import main
+    d = tmp_path / "tudataset" / "MUTAG"
+    d.mkdir(parents=True)
+    (d / "MUTAG_A.txt").write_text("1, 2\n2, 1\n")
+    (d / "MUTAG_graph_indicator.txt").write_text("1\n1\n")
+    (d / "MUTAG_graph_labels.txt").write_text("1\n")
+    (d / "MUTAG_node_labels.txt").write_text("0\n1\n")
+    with pytest.raises(SystemExit):
+        main(["--dataset", "mutag", "--data-dir", str(tmp_path), "--epochs", "1", "--no-progress"])
+    assert "graph-classification dataset" in capsys.readouterr().err

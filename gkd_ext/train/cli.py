@@ -90,8 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load_task(name: str, data_dir: Optional[str], split: int, seed: int, device) -> Task:
-    from ..data import load_dataset, per_class_split
+    from ..data import NodeDataset, load_dataset, per_class_split
     data = load_dataset(name, data_dir=data_dir, split=split, seed=seed)
+    if not isinstance(data, NodeDataset):
+        raise ValueError(f"dataset {name!r} is a graph-classification dataset; these trainers do "
+                         "node classification")
     masks = getattr(data, "train_mask", None)
     if masks is not None:
         sp = Split(data.train_mask, data.val_mask, data.test_mask)
