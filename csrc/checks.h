@@ -265,13 +265,19 @@ inline int check_lsp(const char* op, const at::Tensor& rowptr, const at::Tensor&
 
 // The saved statistics and incoming gradient of gkd::lsp_backward: stats [N, 3] in the
 // accumulation dtype (float64 for float64 features, else float32), grad_kl [N] like h_s.
-inline void check_lsp_backward(const char* op, const at::Tensor& stats, const at::Tensor& grad_kl,
-                               const at::Tensor& h_s, int64_t n) {
+inline void check_lsp_backward(const char* op, const at::Tensor& stats,
+                               const at::Tensor& edge_logits, const at::Tensor& grad_kl,
+                               const at::Tensor& h_s, int64_t n, int64_t E) {
   const auto acc = h_s.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   TORCH_CHECK(stats.dim() == 2 && stats.size(0) == n && stats.size(1) == 3 &&
                   stats.scalar_type() == acc && stats.device() == h_s.device(),
               op, ": argument 'stats' must be the ", acc, " [", n, ", 3] tensor returned by gkd::lsp on ",
               h_s.device(), ", got ", stats.scalar_type(), " ", shape_str(stats), " on ", stats.device());
+  TORCH_CHECK(edge_logits.dim() == 2 && edge_logits.size(0) == E && edge_logits.size(1) == 2 &&
+                  edge_logits.scalar_type() == acc && edge_logits.device() == h_s.device(),
+              op, ": argument 'edge_logits' must be the ", acc, " [", E, ", 2] tensor returned by "
+              "gkd::lsp on ", h_s.device(), ", got ", edge_logits.scalar_type(), " ",
+              shape_str(edge_logits), " on ", edge_logits.device());
   TORCH_CHECK(grad_kl.dim() == 1 && grad_kl.size(0) == n && grad_kl.device() == h_s.device(), op,
               ": argument 'grad_kl' must have shape [", n, "] on ", h_s.device(), ", got ",
               shape_str(grad_kl), " on ", grad_kl.device());

@@ -41,13 +41,14 @@ TORCH_LIBRARY(gkd, m) {
   // of student and teacher, P_i = softmax over i's incoming edges, kl[i] = KL(P^t_i || P^s_i)
   // (0 for a node without incoming edges). Square graphs only. kernel: rbf (param = gamma),
   // laplacian (param = sigma), cosine, poly, l2, linear (param unused). Returns (kl [N] in
-  // h_s's dtype, stats [N, 3] = (lse_s, lse_t, kl) in float32, float64 for float64 inputs):
-  // the row log-sum-exps the backward recomputes the softmax from. t_* as for spmm.
+  // h_s's dtype, stats [N, 3] = (lse_s, lse_t, kl) in float32, float64 for float64 inputs,
+  // edge_logits [E, 2] = (l^s_e, l^t_e) in the same dtype): the row log-sum-exps and the
+  // per-edge logits (O(E) scalars) the backward rebuilds the softmaxes from. t_* as for spmm.
   m.def("lsp(Tensor rowptr, Tensor col, Tensor h_s, Tensor h_t, str kernel, float param, "
-        "Tensor? t_rowptr=None, Tensor? t_col=None, Tensor? t_perm=None) -> (Tensor, Tensor)");
+        "Tensor? t_rowptr=None, Tensor? t_col=None, Tensor? t_perm=None) -> (Tensor, Tensor, Tensor)");
   // Gradients of sum_i grad_kl[i] * kl[i] for h_s and h_t (need_s / need_t; a gradient not
   // asked for is an empty tensor). Walks the transposed CSR for the source side: no atomics.
   m.def("lsp_backward(Tensor rowptr, Tensor col, Tensor h_s, Tensor h_t, Tensor stats, "
-        "Tensor grad_kl, str kernel, float param, Tensor? t_rowptr, Tensor? t_col, "
+        "Tensor edge_logits, Tensor grad_kl, str kernel, float param, Tensor? t_rowptr, Tensor? t_col, "
         "Tensor? t_perm, bool need_s, bool need_t) -> (Tensor, Tensor)");
 }

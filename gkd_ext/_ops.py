@@ -150,13 +150,14 @@ def _lsp_stats_dtype(h):
 
 @torch.library.register_fake("gkd::lsp")
 def _lsp_fake(rowptr, col, h_s, h_t, kernel, param, t_rowptr=None, t_col=None, t_perm=None):
-    n = rowptr.shape[0] - 1
-    return h_s.new_empty((n,)), h_s.new_empty((n, 3), dtype=_lsp_stats_dtype(h_s))
+    n, dt = rowptr.shape[0] - 1, _lsp_stats_dtype(h_s)
+    return (h_s.new_empty((n,)), h_s.new_empty((n, 3), dtype=dt),
+            h_s.new_empty((col.shape[0], 2), dtype=dt))
 
 
 @torch.library.register_fake("gkd::lsp_backward")
-def _lsp_backward_fake(rowptr, col, h_s, h_t, stats, grad_kl, kernel, param, t_rowptr, t_col,
-                       t_perm, need_s, need_t):
+def _lsp_backward_fake(rowptr, col, h_s, h_t, stats, edge_logits, grad_kl, kernel, param, t_rowptr,
+                       t_col, t_perm, need_s, need_t):
     grad_s = h_s.new_empty(h_s.shape) if need_s else h_s.new_empty((0,))
     grad_t = h_t.new_empty(h_t.shape) if need_t else h_t.new_empty((0,))
     return grad_s, grad_t
@@ -165,17 +166,17 @@ def _lsp_backward_fake(rowptr, col, h_s, h_t, stats, grad_kl, kernel, param, t_r
 def _lsp_setup_context(ctx, inputs, output):
     rowptr, col, h_s, h_t, kernel, param, t_rowptr, t_col, t_perm = inputs
     ctx.kernel, ctx.param = kernel, param
-    ctx.save_for_backward(rowptr, col, h_s, h_t, output[1], t_rowptr, t_col, t_perm)
-    ctx.mark_non_differentiable(output[1])
+    ctx.save_for_backward(rowptr, col, h_s, h_t, output[1], output[2], t_rowptr, t_col, t_perm)
+    ctx.mark_non_differentiable(output[1], output[2])
 
 
-def _lsp_backward(ctx, grad_kl, _grad_stats):
-    rowptr, col, h_s, h_t, stats, t_rowptr, t_col, t_perm = ctx.saved_tensors
+def _lsp_backward(ctx, grad_kl, _grad_stats, _grad_logits):
+    rowptr, col, h_s, h_t, stats, edge_logits, t_rowptr, t_col, t_perm = ctx.saved_tensors
     need_s, need_t = ctx.needs_input_grad[2], ctx.needs_input_grad[3]
     if t_rowptr is None:
         raise RuntimeError("gkd::lsp: the gradients need the transposed graph (t_rowptr, t_col, "
                            "t_perm); call gkd_ext.lsp_loss with a Graph")
-    grad_s, grad_t = _lib.lsp_backward(rowptr, col, h_s, h_t, stats, grad_kl, ctx.kernel,
+    grad_s, grad_t = _lib.lsp_backward(rowptr, col, h_s, h_t, stats, edge_logits, grad_kl, ctx.kernel,
                                        ctx.param, t_rowptr, t_col, t_perm, need_s, need_t)
     return (None, None, grad_s if need_s else None, grad_t if need_t else None,
             None, None, None, None, None)

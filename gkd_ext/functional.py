@@ -415,7 +415,7 @@ def lsp_loss(graph: Graph, h_student: Tensor, h_teacher: Tensor, kernel: str = "
         return lsp_reference_pyg(graph, h_student, h_teacher, kernel, reduction, **params)
     needs_grad = torch.is_grad_enabled() and (h_student.requires_grad or h_teacher.requires_grad)
     t = graph.transpose() if needs_grad else (None, None, None)
-    kl, _ = _lib.lsp(graph.rowptr, graph.col, h_student, h_teacher, kernel, param, *t)
+    kl, _, _ = _lib.lsp(graph.rowptr, graph.col, h_student, h_teacher, kernel, param, *t)
     if reduction == "none":
         return kl
     total = kl.sum()

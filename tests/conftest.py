@@ -1,9 +1,17 @@
 """Shared test fixtures: device parametrisation with CUDA cases skipped visibly."""
-import pytest
-import torch
+import os
+import tempfile
 
-import gkd_ext  # noqa: F401  (loads the ops)
-from gkd_ext.functional import has_cuda_kernels
+# torch.compile's on-disk caches are keyed without the custom ops' schemas, so artefacts left
+# by an earlier build with other schemas can be replayed against this one: compile into a
+# fresh directory per test session.
+os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", tempfile.mkdtemp(prefix="gkd_inductor_"))
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+import gkd_ext  # noqa: E402,F401  (loads the ops)
+from gkd_ext.functional import has_cuda_kernels  # noqa: E402
 
 
 def cuda_ready() -> bool:

@@ -273,9 +273,9 @@ def test_opcheck_forward(device, kernel):
 @pytest.mark.parametrize("need", [(True, True), (True, False), (False, True)])
 def test_opcheck_backward(device, need):
     g, hs, ht = _op_args(device, grad=False)
-    _, stats = torch.ops.gkd.lsp(g.rowptr, g.col, hs, ht, "l2", 1.0)
+    _, stats, logits = torch.ops.gkd.lsp(g.rowptr, g.col, hs, ht, "l2", 1.0)
     gkl = torch.randn(12, dtype=torch.float64, device=device)
-    args = (g.rowptr, g.col, hs, ht, stats, gkl, "l2", 1.0, *g.transpose(), *need)
+    args = (g.rowptr, g.col, hs, ht, stats, logits, gkl, "l2", 1.0, *g.transpose(), *need)
     torch.library.opcheck(torch.ops.gkd.lsp_backward.default, args)
 
 
@@ -368,15 +368,17 @@ def test_bad_input_op():
         op(g.rowptr, g.col, hs.half(), ht.half(), "rbf", 1.0)
     with pytest.raises(RuntimeError, match="argument 'col' must be int64"):
         op(g.rowptr, g.col.int(), hs, ht, "rbf", 1.0)
-    _, stats = op(g.rowptr, g.col, hs, ht, "rbf", 1.0)
+    _, stats, logits = op(g.rowptr, g.col, hs, ht, "rbf", 1.0)
     bwd = torch.ops.gkd.lsp_backward
     gkl = torch.ones(n)
     with pytest.raises(RuntimeError, match="need the transposed graph"):
-        bwd(g.rowptr, g.col, hs, ht, stats, gkl, "rbf", 1.0, None, None, None, True, False)
+        bwd(g.rowptr, g.col, hs, ht, stats, logits, gkl, "rbf", 1.0, None, None, None, True, False)
     with pytest.raises(RuntimeError, match="argument 'stats' must be the Float"):
-        bwd(g.rowptr, g.col, hs, ht, stats[:, :2], gkl, "rbf", 1.0, *g.transpose(), True, False)
+        bwd(g.rowptr, g.col, hs, ht, stats[:, :2], logits, gkl, "rbf", 1.0, *g.transpose(), True, False)
     with pytest.raises(RuntimeError, match="argument 'grad_kl' must have shape"):
-        bwd(g.rowptr, g.col, hs, ht, stats, gkl[:-1], "rbf", 1.0, *g.transpose(), True, False)
+        bwd(g.rowptr, g.col, hs, ht, stats, logits, gkl[:-1], "rbf", 1.0, *g.transpose(), True, False)
+    with pytest.raises(RuntimeError, match="argument 'edge_logits' must be the Float"):
+        bwd(g.rowptr, g.col, hs, ht, stats, logits[:-1], gkl, "rbf", 1.0, *g.transpose(), True, False)
     t_rowptr, t_col, t_perm = g.transpose()
     with pytest.raises(RuntimeError, match="'t_col' and 't_perm' must have E"):
-        bwd(g.rowptr, g.col, hs, ht, stats, gkl, "rbf", 1.0, t_rowptr, t_col[:-1], t_perm, True, False)
+        bwd(g.rowptr, g.col, hs, ht, stats, logits, gkl, "rbf", 1.0, t_rowptr, t_col[:-1], t_perm, True, False)

@@ -99,7 +99,7 @@ struct Space {
 // never the difference of two large numbers; the sums are accumulated in double.
 template <typename T>
 void lsp_forward_kernel(const int64_t* rowptr, const int64_t* col, Space<T> S, Space<T> Tt,
-                        int kernel, T param, T* kl, T* stats, int64_t rows) {
+                        int kernel, T param, T* kl, T* stats, T* edge_logits, int64_t rows) {
   parallel_rows(rowptr, rows, S.D + Tt.D, [&](int64_t r0, int64_t r1) {
     std::vector<T> buf;
     for (int64_t i = r0; i < r1; ++i) {
@@ -129,6 +129,8 @@ void lsp_forward_kernel(const int64_t* rowptr, const int64_t* col, Space<T> S, S
         const T t = logit(kernel, param, x, y, nat);
         ls[e - e0] = s;
         lt[e - e0] = t;
+        edge_logits[2 * e] = s;
+        edge_logits[2 * e + 1] = t;
         ms = std::max(ms, s);
         mt = std::max(mt, t);
       }
@@ -160,8 +162,8 @@ void lsp_forward_kernel(const int64_t* rowptr, const int64_t* col, Space<T> S, S
 // (lsp_math.h: c dk/db = su a + sv b) for the transposed pass.
 template <typename T>
 void lsp_backward_rows(const int64_t* rowptr, const int64_t* col, Space<T> S, Space<T> Tt,
-                       int kernel, T param, const T* stats, const T* gkl, T* gs, T* gt,
-                       T* coef_s, T* coef_t, int64_t rows) {
+                       int kernel, T param, const T* stats, const T* edge_logits, const T* gkl,
+                       T* gs, T* gt, T* coef_s, T* coef_t, int64_t rows) {
   const bool lap = kernel == kLaplacian;
   parallel_rows(rowptr, rows, S.D + Tt.D, [&](int64_t r0, int64_t r1) {
     for (int64_t i = r0; i < r1; ++i) {
@@ -178,16 +180,18 @@ void lsp_backward_rows(const int64_t* rowptr, const int64_t* col, Space<T> S, Sp
       T ra_s = 0, ra_t = 0;
       for (int64_t e = e0; e < e1; ++e) {
         if (e + kAhead < e1) {
-          prefetch_row(S.row(col[e + kAhead]), S.D);
-          prefetch_row(Tt.row(col[e + kAhead]), Tt.D);
+          if (gsi) prefetch_row(S.row(col[e + kAhead]), S.D);
+          if (gti) prefetch_row(Tt.row(col[e + kAhead]), Tt.D);
         }
         const int64_t j = col[e];
         const T* bs = S.row(j);
         const T* bt = Tt.row(j);
-        T xs, ys, xt, yt;
-        reduce_edge(kernel, as, bs, S.D, xs, ys);
-        reduce_edge(kernel, at, bt, Tt.D, xt, yt);
-        const T s = logit(kernel, param, xs, ys, nas), t = logit(kernel, param, xt, yt, nat);
+        // The logits come from the forward; a space's neighbour row is read only when that
+        // space needs a gradient (a frozen teacher costs no gather here).
+        const T s = edge_logits[2 * e], t = edge_logits[2 * e + 1];
+        T xs = 0, ys = 0, xt = 0, yt = 0;
+        if (gsi) reduce_edge(kernel, as, bs, S.D, xs, ys);
+        if (gti) reduce_edge(kernel, at, bt, Tt.D, xt, yt);
         const T lps = s - lse_s, lpt = t - lse_t;
         const T ps = std::exp(lps), pt = std::exp(lpt);
         if (gsi) {
@@ -248,7 +252,7 @@ void lsp_backward_cols(const int64_t* t_rowptr, const int64_t* t_col, const int6
   });
 }
 
-std::tuple<at::Tensor, at::Tensor> lsp_cpu(const at::Tensor& rowptr, const at::Tensor& col,
+std::tuple<at::Tensor, at::Tensor, at::Tensor> lsp_cpu(const at::Tensor& rowptr, const at::Tensor& col,
                                            const at::Tensor& hs_in, const at::Tensor& ht_in,
                                            c10::string_view kernel_name, double param,
                                            const c10::optional<at::Tensor>&,
@@ -260,27 +264,29 @@ std::tuple<at::Tensor, at::Tensor> lsp_cpu(const at::Tensor& rowptr, const at::T
   const int64_t n = rowptr.size(0) - 1;
   at::Tensor kl = at::empty({n}, hs.options());
   at::Tensor stats = at::empty({n, 3}, hs.options());
-  if (n == 0) return {kl, stats};
+  at::Tensor edge_logits = at::empty({col.size(0), 2}, hs.options());
+  if (n == 0) return {kl, stats, edge_logits};
   AT_DISPATCH_FLOATING_TYPES(hs.scalar_type(), "gkd_lsp_cpu", [&] {
     lsp_forward_kernel<scalar_t>(rowptr.data_ptr<int64_t>(), col.data_ptr<int64_t>(),
                                  {hs.data_ptr<scalar_t>(), hs.size(1)},
                                  {ht.data_ptr<scalar_t>(), ht.size(1)}, kernel,
                                  static_cast<scalar_t>(param), kl.data_ptr<scalar_t>(),
-                                 stats.data_ptr<scalar_t>(), n);
+                                 stats.data_ptr<scalar_t>(), edge_logits.data_ptr<scalar_t>(), n);
   });
-  return {kl, stats};
+  return {kl, stats, edge_logits};
 }
 
 std::tuple<at::Tensor, at::Tensor> lsp_backward_cpu(
     const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& hs_in,
-    const at::Tensor& ht_in, const at::Tensor& stats_in, const at::Tensor& gkl_in,
-    c10::string_view kernel_name, double param, const c10::optional<at::Tensor>& t_rowptr,
+    const at::Tensor& ht_in, const at::Tensor& stats_in, const at::Tensor& logits_in,
+    const at::Tensor& gkl_in, c10::string_view kernel_name, double param,
+    const c10::optional<at::Tensor>& t_rowptr,
     const c10::optional<at::Tensor>& t_col, const c10::optional<at::Tensor>& t_perm, bool need_s,
     bool need_t) {
   const char* op = "gkd::lsp_backward";
   const int kernel = check_lsp(op, rowptr, col, hs_in, ht_in, kernel_name, param);
   const int64_t n = rowptr.size(0) - 1, E = col.size(0);
-  check_lsp_backward(op, stats_in, gkl_in, hs_in, n);
+  check_lsp_backward(op, stats_in, logits_in, gkl_in, hs_in, n, E);
   const bool transposed = t_rowptr.has_value() && t_col.has_value() && t_perm.has_value();
   TORCH_CHECK(!(need_s || need_t) || transposed, op,
               ": the gradients need the transposed graph (t_rowptr, t_col, t_perm)");
@@ -288,6 +294,7 @@ std::tuple<at::Tensor, at::Tensor> lsp_backward_cpu(
 
   const at::Tensor hs = hs_in.contiguous(), ht = ht_in.contiguous();
   const at::Tensor stats = stats_in.contiguous(), gkl = gkl_in.contiguous();
+  const at::Tensor edge_logits = logits_in.contiguous();
   at::Tensor gs = need_s ? at::empty(hs.sizes(), hs.options()) : at::empty({0}, hs.options());
   at::Tensor gt = need_t ? at::empty(ht.sizes(), ht.options()) : at::empty({0}, ht.options());
   if ((!need_s && !need_t) || n == 0) return {gs, gt};
@@ -303,8 +310,8 @@ std::tuple<at::Tensor, at::Tensor> lsp_backward_cpu(
     scalar_t* ctp = need_t ? coef_t.data_ptr<scalar_t>() : nullptr;
     const scalar_t p = static_cast<scalar_t>(param);
     lsp_backward_rows<scalar_t>(rowptr.data_ptr<int64_t>(), col.data_ptr<int64_t>(), S, Tt, kernel,
-                                p, stats.data_ptr<scalar_t>(), gkl.data_ptr<scalar_t>(), gsp, gtp,
-                                csp, ctp, n);
+                                p, stats.data_ptr<scalar_t>(), edge_logits.data_ptr<scalar_t>(),
+                                gkl.data_ptr<scalar_t>(), gsp, gtp, csp, ctp, n);
     lsp_backward_cols<scalar_t>(t_rowptr->data_ptr<int64_t>(), t_col->data_ptr<int64_t>(),
                                 t_perm->data_ptr<int64_t>(), S, Tt, kernel, gsp, gtp, csp, ctp, n);
   });

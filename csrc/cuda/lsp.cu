@@ -355,7 +355,7 @@ void with_edge_config(const at::Tensor& hs, const at::Tensor& ht, const F& f) {
   }
 }
 
-std::tuple<at::Tensor, at::Tensor> lsp_cuda(const at::Tensor& rowptr, const at::Tensor& col,
+std::tuple<at::Tensor, at::Tensor, at::Tensor> lsp_cuda(const at::Tensor& rowptr, const at::Tensor& col,
                                             const at::Tensor& hs_in, const at::Tensor& ht_in,
                                             c10::string_view kernel_name, double param,
                                             const c10::optional<at::Tensor>&,
@@ -369,8 +369,8 @@ std::tuple<at::Tensor, at::Tensor> lsp_cuda(const at::Tensor& rowptr, const at::
   const auto acc_type = hs.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   at::Tensor kl = at::empty({n}, hs.options());
   at::Tensor stats = at::empty({n, 3}, hs.options().dtype(acc_type));
-  if (n == 0) return {kl, stats};
   at::Tensor logits = at::empty({std::max<int64_t>(E, 1), 2}, hs.options().dtype(acc_type));
+  if (n == 0) return {kl, stats, logits.narrow(0, 0, E)};
   const auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, hs.scalar_type(), "gkd_lsp_cuda", [&] {
     using A = at::opmath_type<scalar_t>;
@@ -390,7 +390,9 @@ std::tuple<at::Tensor, at::Tensor> lsp_cuda(const at::Tensor& rowptr, const at::
         stats.data_ptr<A>(), n);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
-  return {kl, stats};
+  // The per-edge logits are saved for the backward's interface; the CUDA backward recomputes
+  // them in its edge pass, which costs no more than reading them back.
+  return {kl, stats, logits.narrow(0, 0, E)};
 }
 
 template <typename T, typename A>
@@ -417,14 +419,15 @@ void launch_node_grad(const at::Tensor& rowptr, const at::Tensor& col, const at:
 
 std::tuple<at::Tensor, at::Tensor> lsp_backward_cuda(
     const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& hs_in,
-    const at::Tensor& ht_in, const at::Tensor& stats_in, const at::Tensor& gkl_in,
-    c10::string_view kernel_name, double param, const c10::optional<at::Tensor>& t_rowptr,
+    const at::Tensor& ht_in, const at::Tensor& stats_in, const at::Tensor& logits_in,
+    const at::Tensor& gkl_in, c10::string_view kernel_name, double param,
+    const c10::optional<at::Tensor>& t_rowptr,
     const c10::optional<at::Tensor>& t_col, const c10::optional<at::Tensor>& t_perm, bool need_s,
     bool need_t) {
   const char* op = "gkd::lsp_backward";
   const int kernel = check_lsp(op, rowptr, col, hs_in, ht_in, kernel_name, param);
   const int64_t n = rowptr.size(0) - 1, E = col.size(0);
-  check_lsp_backward(op, stats_in, gkl_in, hs_in, n);
+  check_lsp_backward(op, stats_in, logits_in, gkl_in, hs_in, n, E);
   const bool transposed = t_rowptr.has_value() && t_col.has_value() && t_perm.has_value();
   TORCH_CHECK(!(need_s || need_t) || transposed, op,
               ": the gradients need the transposed graph (t_rowptr, t_col, t_perm)");
