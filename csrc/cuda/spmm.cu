@@ -274,10 +274,14 @@ std::tuple<at::Tensor, at::Tensor> spmm_backward_cuda(
       at::Tensor w;
       if (v.defined()) w = v.index_select(0, *t_perm);
       if (r == kMean) {
+        // 1/deg and its product with the value in opmath (fp32 for half/bf16), rounded to the
+        // input dtype once: a half degree >= 65520 is inf (1/deg = 0) and a bf16 degree > 256
+        // is already rounded before the division.
+        const auto acc = at::toOpMathType(x.scalar_type());
         const at::Tensor deg = (rowptr.narrow(0, 1, rows) - rowptr.narrow(0, 0, rows)).clamp_min(1);
-        at::Tensor inv = deg.index_select(0, *t_col).to(x.scalar_type()).reciprocal();
-        if (w.defined()) w = w * (w.dim() == 2 ? inv.unsqueeze(1) : inv);
-        else w = inv;
+        at::Tensor inv = deg.index_select(0, *t_col).to(acc).reciprocal();
+        if (w.defined()) w = (w.to(acc) * (w.dim() == 2 ? inv.unsqueeze(1) : inv)).to(x.scalar_type());
+        else w = inv.to(x.scalar_type());
       }
       at::Tensor none_arg;
       launch_spmm(*t_rowptr, *t_col, w.defined() ? w.contiguous() : w, g, grad_x, none_arg, kSum,
