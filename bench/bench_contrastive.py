@@ -63,7 +63,7 @@ def main() -> None:
     p = parser(__doc__.split("\n")[0])
     p.add_argument("--losses", nargs="+", default=["infonce", "gsp-cosine", "gsp-rbf"],
                    help="infonce, gsp-cosine, gsp-poly, gsp-l2, gsp-rbf")
-    p.add_argument("--n", type=int, nargs="+", default=[16384], help="sizes with a dense baseline")
+    p.add_argument("--n", type=int, nargs="*", default=[16384], help="sizes with a dense baseline (none: skip)")
     p.add_argument("--dim", type=int, default=256)
     p.add_argument("--big-n", type=int, default=100000, help="tiled-only size (0: skip)")
     p.add_argument("--big-dim", type=int, default=128)

@@ -34,6 +34,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+# CPU peak memory is read from the process's resident set. glibc keeps freed blocks below its
+# (adaptive, up to 32 MB) mmap threshold for reuse, which would hide a call's allocations from
+# the RSS; with a fixed 64 KB threshold every large tensor is its own mapping, returned on free.
+if __name__ != "__main__" and os.environ.get("MALLOC_MMAP_THRESHOLD_") is None and \
+        sys.argv and sys.argv[0].endswith(".py"):
+    os.environ["MALLOC_MMAP_THRESHOLD_"] = "65536"
+    os.execv(sys.executable, [sys.executable] + sys.argv)
+
 
 # ------------------------------------------------------------------ arguments
 def parser(description: str) -> argparse.ArgumentParser:
