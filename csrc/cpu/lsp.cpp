@@ -189,9 +189,11 @@ void lsp_backward_rows(const int64_t* rowptr, const int64_t* col, Space<T> S, Sp
         // The logits come from the forward; a space's neighbour row is read only when that
         // space needs a gradient (a frozen teacher costs no gather here).
         const T s = edge_logits[2 * e], t = edge_logits[2 * e + 1];
+        // Only the cosine kernels' gradients need the dot products again; the others follow
+        // from the logit itself.
         T xs = 0, ys = 0, xt = 0, yt = 0;
-        if (gsi) reduce_edge(kernel, as, bs, S.D, xs, ys);
-        if (gti) reduce_edge(kernel, at, bt, Tt.D, xt, yt);
+        if (gsi && uses_norm(kernel)) reduce_edge(kernel, as, bs, S.D, xs, ys);
+        if (gti && uses_norm(kernel)) reduce_edge(kernel, at, bt, Tt.D, xt, yt);
         const T lps = s - lse_s, lpt = t - lse_t;
         const T ps = std::exp(lps), pt = std::exp(lpt);
         if (gsi) {
