@@ -75,3 +75,18 @@ def global_pool(x: Tensor, batch: Tensor, num_graphs: int, reduce: str = "sum") 
         cnt = torch.bincount(batch, minlength=num_graphs).clamp_(min=1).to(x.dtype)
         out = out / cnt.view(-1, *([1] * (x.dim() - 1)))
     return out
+
+
+def stacked_forward(convs, graph: Graph, x: Tensor, dropout: float, training: bool,
+                    activation=torch.relu):
+    """The forward of a stack of graph convolutions: dropout, convolution, activation per
+    layer (none after the last). Returns the logits and every hidden layer's output before
+    its activation, which is what the distillation losses align."""
+    hidden = []
+    for i, conv in enumerate(convs):
+        x = torch.nn.functional.dropout(x, dropout, training)
+        x = conv(graph, x)
+        if i < len(convs) - 1:
+            hidden.append(x)
+            x = activation(x)
+    return x, hidden

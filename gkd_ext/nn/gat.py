@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from ..functional import spmm
 from ..graph import Graph
-from .functional import edge_softmax
+from .functional import edge_softmax, stacked_forward
 
 
 class GATConv(nn.Module):
@@ -87,11 +87,4 @@ class GAT(nn.Module):
         self.dropout = dropout
 
     def forward(self, graph: Graph, x: torch.Tensor) -> Tuple[torch.Tensor, List[torch.Tensor]]:
-        hidden = []
-        for i, conv in enumerate(self.convs):
-            x = F.dropout(x, self.dropout, self.training)
-            x = conv(graph, x)
-            if i < len(self.convs) - 1:
-                hidden.append(x)
-                x = F.elu(x)
-        return x, hidden
+        return stacked_forward(self.convs, graph, x, self.dropout, self.training, F.elu)

@@ -5,10 +5,10 @@ from typing import List, Tuple
 
 import torch
 from torch import nn
-import torch.nn.functional as F
 
 from ..functional import spmm
 from ..graph import Graph
+from .functional import stacked_forward
 
 
 class GINConv(nn.Module):
@@ -53,11 +53,4 @@ class GIN(nn.Module):
         self.dropout = dropout
 
     def forward(self, graph: Graph, x: torch.Tensor) -> Tuple[torch.Tensor, List[torch.Tensor]]:
-        hidden = []
-        for i, conv in enumerate(self.convs):
-            x = F.dropout(x, self.dropout, self.training)
-            x = conv(graph, x)
-            if i < len(self.convs) - 1:
-                hidden.append(x)
-                x = F.relu(x)
-        return x, hidden
+        return stacked_forward(self.convs, graph, x, self.dropout, self.training)
