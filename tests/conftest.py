@@ -1,11 +1,16 @@
 """Shared test fixtures: device parametrisation with CUDA cases skipped visibly."""
 import os
+import shutil
 import tempfile
 
 # torch.compile's on-disk caches are keyed without the custom ops' schemas, so artefacts left
 # by an earlier build with other schemas can be replayed against this one: compile into a
 # fresh directory per test session.
-os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", tempfile.mkdtemp(prefix="gkd_inductor_"))
+if "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+    _CACHE_DIR = tempfile.mkdtemp(prefix="gkd_inductor_")
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = _CACHE_DIR
+else:
+    _CACHE_DIR = None
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -31,6 +36,11 @@ DEVICES = [
 
 def pytest_configure(config):
     config._gkd_cuda_ready = cuda_ready()
+
+
+def pytest_unconfigure(config):
+    if _CACHE_DIR is not None:
+        shutil.rmtree(_CACHE_DIR, ignore_errors=True)
 
 
 @pytest.fixture(params=DEVICES)

@@ -96,9 +96,11 @@ def test_missing_extension_names_the_build_command(tmp_path):
     import subprocess
     import sys
     from pathlib import Path
+    # A copy of the package without the compiled module, under another name so that an
+    # installed (editable) gkd_ext cannot shadow it.
     src = Path(gkd_ext.__file__).parent
-    shutil.copytree(src, tmp_path / "gkd_ext", ignore=shutil.ignore_patterns("*.so", "__pycache__"))
-    proc = subprocess.run([sys.executable, "-c", "import gkd_ext"], cwd=tmp_path,
+    shutil.copytree(src, tmp_path / "gkd_ext_unbuilt", ignore=shutil.ignore_patterns("*.so", "__pycache__"))
+    proc = subprocess.run([sys.executable, "-c", "import gkd_ext_unbuilt"], cwd=tmp_path,
                           capture_output=True, text=True)
     assert proc.returncode != 0
     assert "pip install --no-build-isolation -e ." in proc.stderr
