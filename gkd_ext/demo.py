@@ -66,8 +66,8 @@ def run_kd(seeds, epochs: int, progress: bool = True):
           "students: mean of the two")
     for name, accs in rows.items():
         mean = statistics.mean(accs) * 100
-        std = (statistics.stdev(accs) * 100) if len(accs) > 1 else 0.0
-        print(f"  {name:<28} {mean:6.2f} ± {std:4.2f}")
+        spread = f" ± {statistics.stdev(accs) * 100:4.2f}" if len(accs) > 1 else ""
+        print(f"  {name:<28} {mean:6.2f}{spread}")
     return rows
 
 
