@@ -284,4 +284,32 @@ inline void check_lsp_backward(const char* op, const at::Tensor& stats,
   check_same_dtype(op, "grad_kl", grad_kl, h_s, "h_s");
 }
 
+// Everything gkd::lsp_backward reads beyond gkd::lsp's inputs, the transpose included.
+inline void check_lsp_backward_all(const char* op, const at::Tensor& col, const at::Tensor& stats,
+                                   const at::Tensor& edge_logits, const at::Tensor& grad_kl,
+                                   const at::Tensor& h_s, int64_t n,
+                                   const c10::optional<at::Tensor>& t_rowptr,
+                                   const c10::optional<at::Tensor>& t_col,
+                                   const c10::optional<at::Tensor>& t_perm, bool need_grad) {
+  check_lsp_backward(op, stats, edge_logits, grad_kl, h_s, n, col.size(0));
+  const bool transposed = t_rowptr.has_value() && t_col.has_value() && t_perm.has_value();
+  TORCH_CHECK(!need_grad || transposed, op,
+              ": the gradients need the transposed graph (t_rowptr, t_col, t_perm)");
+  if (transposed) check_transpose(op, col, n, *t_rowptr, *t_col, *t_perm);
+}
+
+// Everything gkd::sddmm reads: a [N_dst, D] and b [N_src, D] of one dtype, heads dividing D.
+inline void check_sddmm(const char* op, const at::Tensor& rowptr, const at::Tensor& col,
+                        const at::Tensor& a, const at::Tensor& b, int64_t heads) {
+  check_csr(op, rowptr, col);
+  check_features(op, "a", a, rowptr);
+  check_rows(op, "a", a, rowptr.size(0) - 1, "one per destination node");
+  check_features(op, "b", b, rowptr);
+  check_same_dtype(op, "b", b, a, "a");
+  TORCH_CHECK(b.size(1) == a.size(1), op, ": arguments 'a' and 'b' must have the same width, got ",
+              shape_str(a), " and ", shape_str(b));
+  TORCH_CHECK(heads >= 1 && a.size(1) % heads == 0, op,
+              ": argument 'heads' must be >= 1 and divide D = ", a.size(1), ", got ", heads);
+}
+
 }  // namespace gkd

@@ -288,11 +288,8 @@ std::tuple<at::Tensor, at::Tensor> lsp_backward_cpu(
   const char* op = "gkd::lsp_backward";
   const int kernel = check_lsp(op, rowptr, col, hs_in, ht_in, kernel_name, param);
   const int64_t n = rowptr.size(0) - 1, E = col.size(0);
-  check_lsp_backward(op, stats_in, logits_in, gkl_in, hs_in, n, E);
-  const bool transposed = t_rowptr.has_value() && t_col.has_value() && t_perm.has_value();
-  TORCH_CHECK(!(need_s || need_t) || transposed, op,
-              ": the gradients need the transposed graph (t_rowptr, t_col, t_perm)");
-  if (transposed) check_transpose(op, col, n, *t_rowptr, *t_col, *t_perm);
+  check_lsp_backward_all(op, col, stats_in, logits_in, gkl_in, hs_in, n, t_rowptr, t_col, t_perm,
+                         need_s || need_t);
 
   const at::Tensor hs = hs_in.contiguous(), ht = ht_in.contiguous();
   const at::Tensor stats = stats_in.contiguous(), gkl = gkl_in.contiguous();

@@ -308,15 +308,7 @@ at::Tensor sddmm_cpu(const at::Tensor& rowptr, const at::Tensor& col, const at::
                      const at::Tensor& b_in, int64_t heads, const c10::optional<at::Tensor>&,
                      const c10::optional<at::Tensor>&, const c10::optional<at::Tensor>&) {
   const char* op = "gkd::sddmm";
-  check_csr(op, rowptr, col);
-  check_features(op, "a", a_in, rowptr);
-  check_rows(op, "a", a_in, rowptr.size(0) - 1, "one per destination node");
-  check_features(op, "b", b_in, rowptr);
-  check_same_dtype(op, "b", b_in, a_in, "a");
-  TORCH_CHECK(b_in.size(1) == a_in.size(1), op, ": arguments 'a' and 'b' must have the same width, got ",
-              shape_str(a_in), " and ", shape_str(b_in));
-  TORCH_CHECK(heads >= 1 && a_in.size(1) % heads == 0, op, ": argument 'heads' must be >= 1 and divide D = ",
-              a_in.size(1), ", got ", heads);
+  check_sddmm(op, rowptr, col, a_in, b_in, heads);
   const at::Tensor a = a_in.contiguous(), b = b_in.contiguous();
   const int64_t rows = rowptr.size(0) - 1, D = a.size(1), E = col.size(0);
   at::Tensor out = at::empty({E, heads}, a.options());
