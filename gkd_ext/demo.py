@@ -14,23 +14,22 @@ import torch
 
 from . import spmm
 from .data import bundled_cora, per_class_split, workload_graph
-from .nn.gcn import GCN, gcn_graph
+from .nn.gcn import gcn_graph
 from .reference import spmm_torch_sparse
-from .train import set_seed, train_node_classifier
+from .train import set_seed
+from .train.offline import ModelSpec, OptimConfig, Split, Task, train_model
 
 
 def run_gcn(seeds, epochs: int, progress: bool = True):
     data = bundled_cora()
     x = data.x / data.x.sum(1, keepdim=True).clamp(min=1)   # row-normalised bag of words
-    graph = gcn_graph(data.graph)
+    spec = ModelSpec("gcn", hidden=64, layers=2, dropout=0.8)
+    optim = OptimConfig(epochs=epochs, lr=0.01, weight_decay=5e-4, patience=100)
     accs = []
     for seed in seeds:
+        task = Task(x, data.y, data.graph, Split(*per_class_split(data.y, 20, 30, seed=seed)))
         set_seed(seed)
-        train, val, test = per_class_split(data.y, 20, 30, seed=seed)
-        model = GCN(x.size(1), 64, data.num_classes, num_layers=2, dropout=0.8)
-        res = train_node_classifier(model, graph, x, data.y, train, val, test, epochs=epochs,
-                                    lr=0.01, weight_decay=5e-4, patience=100, progress=progress,
-                                    desc=f"GCN cora seed {seed}")
+        _, res = train_model(task, spec, optim, progress=progress, desc=f"GCN cora seed {seed}")
         accs.append(res["test"])
     return data, accs
 
@@ -38,7 +37,7 @@ def run_gcn(seeds, epochs: int, progress: bool = True):
 def run_kd(seeds, epochs: int, progress: bool = True):
     """Each KD method next to the same student trained alone; test accuracy per seed."""
     from .train.alignahead import AlignaheadConfig, train_alignahead
-    from .train.offline import KDConfig, ModelSpec, OptimConfig, Split, Task, get_teacher, train_student
+    from .train.offline import KDConfig, get_teacher, train_student
     data = bundled_cora()
     x = data.x / data.x.sum(1, keepdim=True).clamp(min=1)
     optim = OptimConfig(epochs=epochs, lr=0.005, weight_decay=5e-4, patience=50)

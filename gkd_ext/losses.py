@@ -121,6 +121,16 @@ class _ProjectionHead(nn.Sequential):
         super().__init__(nn.Linear(d, p), nn.BatchNorm1d(p), nn.ReLU())
 
 
+def _restrict_pair(where: str, h_s: Tensor, h_t: Tensor, nodes: Optional[Tensor],
+                   max_samples: Optional[int], generator: Optional[torch.Generator]):
+    """Student and teacher rows of the node subset a similarity loss runs over."""
+    if h_s.size(0) != h_t.size(0):
+        raise ValueError(f"{where}: 'h_s' and 'h_t' must have the same number of rows n, got "
+                         f"{list(h_s.shape)} and {list(h_t.shape)}")
+    idx = _node_subset(h_s.size(0), nodes, max_samples, generator, h_s.device)
+    return (h_s, h_t) if idx is None else (h_s[idx], h_t[idx])
+
+
 class GCRDLoss(nn.Module):
     r"""Graph contrastive representation distillation (G-CRD, Joshi et al.).
 
@@ -167,12 +177,7 @@ class GCRDLoss(nn.Module):
         self.generator = generator
 
     def forward(self, h_s: Tensor, h_t: Tensor, nodes: Optional[Tensor] = None) -> Tensor:
-        if h_s.size(0) != h_t.size(0):
-            raise ValueError(f"GCRDLoss: 'h_s' and 'h_t' must have the same number of rows n, got "
-                             f"{list(h_s.shape)} and {list(h_t.shape)}")
-        idx = _node_subset(h_s.size(0), nodes, self.max_samples, self.generator, h_s.device)
-        if idx is not None:
-            h_s, h_t = h_s[idx], h_t[idx]
+        h_s, h_t = _restrict_pair("GCRDLoss", h_s, h_t, nodes, self.max_samples, self.generator)
         z_s = nn.functional.normalize(self.proj_s(h_s), dim=1)
         z_t = nn.functional.normalize(self.proj_t(h_t), dim=1)
         return contrastive_loss(z_s, z_t, self.temperature, self.symmetric, self.precision)
@@ -209,12 +214,7 @@ class GSPLoss(nn.Module):
         self.generator = generator
 
     def forward(self, h_s: Tensor, h_t: Tensor, nodes: Optional[Tensor] = None) -> Tensor:
-        if h_s.size(0) != h_t.size(0):
-            raise ValueError(f"GSPLoss: 'h_s' and 'h_t' must have the same number of rows n, got "
-                             f"{list(h_s.shape)} and {list(h_t.shape)}")
-        idx = _node_subset(h_s.size(0), nodes, self.max_samples, self.generator, h_s.device)
-        if idx is not None:
-            h_s, h_t = h_s[idx], h_t[idx]
+        h_s, h_t = _restrict_pair("GSPLoss", h_s, h_t, nodes, self.max_samples, self.generator)
         return gsp_loss(h_s, h_t, self.kernel, **self.kernel_params)
 
     def extra_repr(self) -> str:

@@ -1,3 +1,3 @@
 """Reference trainers: supervised, offline KD and Alignahead."""
 from .common import accuracy, micro_f1, set_seed  # noqa: F401
-from .supervised import train_node_classifier  # noqa: F401
+from .offline import train_model  # noqa: F401,E402

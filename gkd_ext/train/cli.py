@@ -146,8 +146,8 @@ def run(args) -> Dict:
             entry = {"seed": seed}
             if args.method == "supervised":
                 set_seed(seed)
-                from .offline import _train_model
-                _, res = _train_model(task, student_spec, optim, progress=not args.no_progress,
+                from .offline import train_model
+                _, res = train_model(task, student_spec, optim, progress=not args.no_progress,
                                       desc=f"supervised {student_spec.arch}", checkpoint=ckpt)
             else:
                 tpath = args.teacher_ckpt.format(seed=seed) if args.teacher_ckpt else None

@@ -75,7 +75,7 @@ class Task:
                 for k, m in (("train", s.train), ("val", s.val), ("test", s.test))}
 
 
-def _train_model(task: Task, spec: ModelSpec, optim: OptimConfig, *, loss_fn=None,
+def train_model(task: Task, spec: ModelSpec, optim: OptimConfig, *, loss_fn=None,
                  extra_modules: Optional[nn.Module] = None, progress: bool = True,
                  desc: str = "", checkpoint: Optional[str] = None,
                  interrupt_after: Optional[int] = None) -> Tuple[nn.Module, Dict]:
@@ -136,7 +136,7 @@ def get_teacher(task: Task, spec: ModelSpec, optim: OptimConfig, *, path: Option
             logits, _ = model(task.graph_for(spec.arch), task.x)
         return model, {**task.metrics(logits), "loaded": path}
     set_seed(seed)
-    model, res = _train_model(task, spec, optim, progress=progress, desc=f"teacher {spec.arch}")
+    model, res = train_model(task, spec, optim, progress=progress, desc=f"teacher {spec.arch}")
     if path:
         save_checkpoint(path, {"meta": meta, "model": model.state_dict()})
     return model, res
@@ -231,7 +231,7 @@ def train_student(task: Task, teacher: nn.Module, teacher_spec: ModelSpec, stude
             loss = loss + beta * a
         return loss, parts
 
-    _, res = _train_model(task, student_spec, optim, loss_fn=loss_fn, extra_modules=aux,
+    _, res = train_model(task, student_spec, optim, loss_fn=loss_fn, extra_modules=aux,
                           progress=progress, desc=f"{cfg.method} student {student_spec.arch}",
                           checkpoint=checkpoint, interrupt_after=interrupt_after)
     res["beta"] = beta
