@@ -28,6 +28,7 @@ def set_impl(name: str) -> None:
 
 
 def get_impl() -> str:
+    """The implementation the public functions use now: ``"fused"`` or ``"reference"``."""
     return _impl
 
 

@@ -33,6 +33,7 @@ def layer_pairs(num_layers: int, pairing: str) -> List[Tuple[int, int]]:
 
 @dataclass
 class AlignaheadConfig:
+    """M students, the layer pairing, the weight ``a`` of the LSP term and the laplacian σ."""
     num_students: int = 2
     pairing: str = "alignahead"
     a: float = 1.0
@@ -43,6 +44,9 @@ class AlignaheadConfig:
 def train_alignahead(task: Task, spec: ModelSpec, optim: OptimConfig, cfg: AlignaheadConfig, *,
                      seed: int = 0, progress: bool = True, checkpoint: Optional[str] = None,
                      interrupt_after: Optional[int] = None) -> Dict:
+    """Train ``cfg.num_students`` students of ``spec`` together (the module docstring gives the
+    schedule and loss). Returns each student's best-validation metrics and history, their mean
+    test metric, and timings; with ``checkpoint`` the run resumes where it stopped."""
     if cfg.num_students < 2:
         raise ValueError(f"Alignahead needs at least 2 students, got {cfg.num_students}")
     if cfg.a < 0:

@@ -17,6 +17,7 @@ PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(_
 
 
 def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and torch (every source of randomness the trainers use)."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -24,6 +25,7 @@ def set_seed(seed: int) -> None:
 
 # ------------------------------------------------------------------ metrics
 def accuracy(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> float:
+    """Fraction of ``mask`` nodes whose argmax logit is the label (NaN for an empty mask)."""
     if int(mask.sum()) == 0:
         return float("nan")
     return float((logits[mask].argmax(-1) == y[mask]).float().mean())
@@ -40,12 +42,14 @@ def micro_f1(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> float
 
 
 def task_loss(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, multilabel: bool) -> torch.Tensor:
+    """Cross-entropy over the ``mask`` nodes, or BCE with logits for multi-label tasks."""
     if multilabel:
         return torch.nn.functional.binary_cross_entropy_with_logits(logits[mask], y[mask].float())
     return torch.nn.functional.cross_entropy(logits[mask], y[mask])
 
 
 def metric(logits, y, mask, multilabel: bool) -> float:
+    """Accuracy, or micro-F1 for multi-label tasks."""
     return micro_f1(logits, y, mask) if multilabel else accuracy(logits, y, mask)
 
 

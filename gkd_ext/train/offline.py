@@ -39,6 +39,7 @@ class ModelSpec:
 
 @dataclass
 class OptimConfig:
+    """Adam and early-stopping settings shared by teachers and students."""
     epochs: int = 300
     lr: float = 0.01
     weight_decay: float = 5e-4
@@ -47,6 +48,7 @@ class OptimConfig:
 
 @dataclass
 class Split:
+    """Boolean train/validation/test node masks."""
     train: torch.Tensor
     val: torch.Tensor
     test: torch.Tensor
@@ -145,6 +147,7 @@ def get_teacher(task: Task, spec: ModelSpec, optim: OptimConfig, *, path: Option
 # ------------------------------------------------------------------ student
 @dataclass
 class KDConfig:
+    """What a student is trained with: the method, its weight β and the loss options."""
     method: str = "supervised"
     beta: Optional[float] = None        # None: DEFAULT_BETA (÷10 with logit KD)
     with_kd: bool = False               # KD + β·aux instead of CE + β·aux
