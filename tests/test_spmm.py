@@ -282,3 +282,16 @@ def test_cuda_tensor_on_cpu_only_build_is_explained():
         device = g.device
     with pytest.raises(RuntimeError, match="CPU kernels only"):
         gkd_ext.functional._check_device("spmm", g, FakeCuda())
+
+
+def test_sddmm_bad_input_messages():
+    g = random_graph(5, 4, 10, "cpu")
+    a, b = torch.randn(4, 6), torch.randn(5, 6)
+    with pytest.raises(ValueError, match="'a' needs num_dst = 4 rows and 'b' num_src = 5 rows"):
+        gkd_ext.sddmm(g, b, a)
+    with pytest.raises(RuntimeError, match="argument 'heads' must be >= 1 and divide D = 6"):
+        gkd_ext.sddmm(g, a, b, heads=4)
+    with pytest.raises(RuntimeError, match="'a' and 'b' must have the same width"):
+        torch.ops.gkd.sddmm(g.rowptr, g.col, a, torch.randn(5, 3), 1)
+    with pytest.raises(RuntimeError, match="argument 'b' has dtype Double but 'a' has dtype Float"):
+        gkd_ext.sddmm(g, a, b.double())
