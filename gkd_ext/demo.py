@@ -17,12 +17,12 @@ from .data import bundled_cora, per_class_split, workload_graph
 from .nn.gcn import gcn_graph
 from .reference import spmm_torch_sparse
 from .train import set_seed
-from .train.offline import ModelSpec, OptimConfig, Split, Task, train_model
+from .train.offline import ModelSpec, OptimConfig, Split, Task, node_features, train_model
 
 
 def run_gcn(seeds, epochs: int, progress: bool = True):
     data = bundled_cora()
-    x = data.x / data.x.sum(1, keepdim=True).clamp(min=1)   # row-normalised bag of words
+    x = node_features(data.x)
     spec = ModelSpec("gcn", hidden=64, layers=2, dropout=0.8)
     optim = OptimConfig(epochs=epochs, lr=0.01, weight_decay=5e-4, patience=100)
     accs = []
@@ -39,7 +39,7 @@ def run_kd(seeds, epochs: int, progress: bool = True):
     from .train.alignahead import AlignaheadConfig, train_alignahead
     from .train.offline import KDConfig, get_teacher, train_student
     data = bundled_cora()
-    x = data.x / data.x.sum(1, keepdim=True).clamp(min=1)
+    x = node_features(data.x)
     optim = OptimConfig(epochs=epochs, lr=0.005, weight_decay=5e-4, patience=50)
     gat = ModelSpec("gat", 16, 3, 4, 0.6)
     teacher_spec = ModelSpec("gat", 16, 2, 8, 0.6)

@@ -221,3 +221,34 @@ def test_global_pool():
                                torch.tensor([[3.0, -2.0], [0.0, 0.0], [5.0, 6.0]]))
     with pytest.raises(ValueError, match="reduce"):
         global_pool(x, batch, 3, "median")
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_models_take_sparse_csr_features(name):
+    # Bag-of-words features go in as CSR (gkd_ext.train.offline.node_features); every model
+    # must give what it gives on the same matrix dense.
+    g, _ = random_graph(n=15, p=0.25, seed=8)
+    g = prepare_graph(name, g)
+    x = torch.rand(15, 9) * (torch.rand(15, 9) < 0.2)
+    model = build_model(name, 9, 8, 3, num_layers=2, heads=2, dropout=0.5).eval()
+    torch.testing.assert_close(model(g, x.to_sparse_csr())[0], model(g, x)[0])
+    model.train()
+    model(g, x.to_sparse_csr())[0].sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_feature_dropout_on_csr_drops_stored_entries_only():
+    from gkd_ext.nn.functional import feature_dropout
+    x = torch.rand(200, 50) * (torch.rand(200, 50) < 0.1)
+    xs = x.to_sparse_csr()
+    torch.manual_seed(0)
+    out = feature_dropout(xs, 0.5, True)
+    assert out.layout == torch.sparse_csr
+    assert torch.equal(out.col_indices(), xs.col_indices())
+    v, v0 = out.values(), xs.values()
+    kept = v != 0
+    torch.testing.assert_close(v[kept], 2 * v0[kept])   # inverted dropout scaling
+    assert 0.4 < kept.float().mean() < 0.6
+    assert feature_dropout(xs, 0.5, False) is xs
+    dense = feature_dropout(x, 0.0, True)
+    torch.testing.assert_close(dense, x)

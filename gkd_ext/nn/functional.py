@@ -1,6 +1,8 @@
 """Functional pieces of the GNN layers: edge softmax and graph-level pooling."""
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 from ..graph import Graph
@@ -77,14 +79,36 @@ def global_pool(x: Tensor, batch: Tensor, num_graphs: int, reduce: str = "sum") 
     return out
 
 
+def feature_dropout(x: Tensor, p: float, training: bool) -> Tensor:
+    """Dropout that also takes a sparse CSR feature matrix (bag-of-words node features).
+
+    For a CSR ``x`` only the stored entries are dropped and the result stays CSR: dropping a
+    zero changes nothing, so this has the distribution of dense dropout at O(nnz) cost instead
+    of one random draw per element of the dense ``N x F`` matrix."""
+    if x.layout != torch.sparse_csr:
+        return torch.nn.functional.dropout(x, p, training)
+    if not training or p == 0.0:
+        return x
+    with warnings.catch_warnings():   # torch's one-time "CSR support is in beta" notice
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(x.crow_indices(), x.col_indices(),
+                                       torch.nn.functional.dropout(x.values(), p, True), x.shape)
+
+
+def dense_features(x: Tensor) -> Tensor:
+    """``x`` as a strided tensor, for layers that index or aggregate raw input rows."""
+    return x if x.layout == torch.strided else x.to_dense()
+
+
 def stacked_forward(convs, graph: Graph, x: Tensor, dropout: float, training: bool,
                     activation=torch.relu):
     """The forward of a stack of graph convolutions: dropout, convolution, activation per
     layer (none after the last). Returns the logits and every hidden layer's output before
-    its activation, which is what the distillation losses align."""
+    its activation, which is what the distillation losses align. ``x`` may be a sparse CSR
+    feature matrix (see :func:`feature_dropout`)."""
     hidden = []
     for i, conv in enumerate(convs):
-        x = torch.nn.functional.dropout(x, dropout, training)
+        x = feature_dropout(x, dropout, training)
         x = conv(graph, x)
         if i < len(convs) - 1:
             hidden.append(x)

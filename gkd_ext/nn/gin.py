@@ -8,7 +8,7 @@ from torch import nn
 
 from ..functional import spmm
 from ..graph import Graph
-from .functional import stacked_forward
+from .functional import dense_features, stacked_forward
 
 
 class GINConv(nn.Module):
@@ -31,6 +31,7 @@ class GINConv(nn.Module):
             self.register_buffer("eps", torch.tensor(float(eps)))
 
     def forward(self, graph: Graph, x: torch.Tensor) -> torch.Tensor:
+        x = dense_features(x)   # rows are indexed and aggregated as they are
         ones = torch.ones(graph.num_edges, dtype=x.dtype, device=x.device)
         return self.mlp((1 + self.eps) * x[: graph.num_dst] + spmm(graph, x, ones))
 

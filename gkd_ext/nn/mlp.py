@@ -8,6 +8,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from ..graph import Graph
+from .functional import feature_dropout
 
 
 class MLP(nn.Module):
@@ -27,7 +28,7 @@ class MLP(nn.Module):
     def forward(self, graph: Optional[Graph], x: torch.Tensor) -> Tuple[torch.Tensor, List[torch.Tensor]]:
         hidden = []
         for i, lin in enumerate(self.lins):
-            x = F.dropout(x, self.dropout, self.training)
+            x = feature_dropout(x, self.dropout, self.training)
             x = lin(x)
             if i < len(self.lins) - 1:
                 hidden.append(x)

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from ..functional import spmm
 from ..graph import Graph
-from .functional import stacked_forward
+from .functional import dense_features, stacked_forward
 
 _AGGRS = ("mean", "pool")
 
@@ -36,6 +36,7 @@ class SAGEConv(nn.Module):
         self.bias = nn.Parameter(torch.zeros(out_dim)) if bias else None
 
     def forward(self, graph: Graph, x: torch.Tensor) -> torch.Tensor:
+        x = dense_features(x)   # rows are indexed and aggregated as they are
         ones = torch.ones(graph.num_edges, dtype=x.dtype, device=x.device)
         if self.aggr == "mean":
             # Project first when that shrinks the rows the sparse pass reads.
