@@ -14,7 +14,7 @@ import torch
 from gkd_ext.data import (GraphDataset, NodeDataset, RestrictedUnpickler, bundled_cora, csbm,
                           dataset_names, edge_homophily, load_dataset, load_heterophilous,
                           load_planetoid, load_ppi, load_shchur_npz, load_tu, restricted_load,
-                          stratified_kfold)
+                          stratified_kfold, undirected_graph)
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(),
@@ -407,3 +407,34 @@ def test_real_tu():
     proteins = load_dataset("proteins", SHARED)
     assert (proteins.num_graphs, proteins.num_nodes, proteins.graph.num_edges) == (1113, 43471, 162088)
     assert proteins.num_features == 1 + 3
+
+
+def test_connected_components_and_largest_component():
+    from gkd_ext.data.dataset import connected_components
+    # components {0,1,2,5} (a chain listed out of order), {3,4}, {6}
+    g = undirected_graph([5, 2, 1, 3], [2, 1, 0, 4], 7)
+    comp = connected_components(g)
+    assert comp.tolist() == [0, 0, 0, 3, 3, 0, 6]
+    ds = NodeDataset("t", torch.arange(7.0).view(7, 1), torch.tensor([0, 1, 0, 1, 0, 1, 0]), g)
+    lcc = ds.largest_connected_component()
+    assert lcc.num_nodes == 4 and lcc.x.view(-1).tolist() == [0.0, 1.0, 2.0, 5.0]
+    assert edge_set(lcc.graph) == undirected([(3, 2), (2, 1), (1, 0)])
+    # agrees with scipy on a larger random graph
+    from scipy.sparse.csgraph import connected_components as scipy_cc
+    rng = np.random.default_rng(0)
+    src, dst = rng.integers(0, 3000, 2500), rng.integers(0, 3000, 2500)
+    g = undirected_graph(src, dst, 3000)
+    ours = connected_components(g).numpy()
+    n, theirs = scipy_cc(sp.coo_matrix((np.ones(len(src)), (src, dst)), shape=(3000, 3000)),
+                         directed=False)
+    assert len(np.unique(ours)) == n
+    pairs = set(zip(ours.tolist(), theirs.tolist()))
+    assert len(pairs) == n   # the same partition
+
+
+def test_load_dataset_lcc_split(monkeypatch):
+    monkeypatch.delenv("GKD_DATA", raising=False)
+    ds = load_dataset("cora", seed=0, lcc=True)
+    assert ds.num_nodes == 2485   # Shchur et al., Table 1
+    train, val, test = ds.masks()
+    assert int(train.sum()) == 140 and int(val.sum()) == 210 and int(test.sum()) == 2485 - 350
