@@ -114,6 +114,11 @@ def test_teacher_checkpoint_reused_and_mismatch_rejected(tmp_path):
     other = ModelSpec("gat", 16, 2, 2, 0.1)
     with pytest.raises(ValueError, match="was trained as .* but this run needs"):
         get_teacher(task, other, OPT, path=path, progress=False)
+    # same architecture, other training split: its labels would leak into the student
+    moved = Task(task.x, task.y, task.graph,
+                 Split(task.split.val, task.split.train, task.split.test))
+    with pytest.raises(ValueError, match="was trained as .* but this run needs"):
+        get_teacher(moved, TEACHER, OPT, path=path, progress=False)
 
 
 def test_cli_runs_and_writes_results(tmp_path, capsys):

@@ -14,7 +14,7 @@ from .. import functional
 from .alignahead import PAIRINGS, AlignaheadConfig, train_alignahead
 from .common import plot_curves, set_seed, summarize, versions, write_results
 from .offline import (METHODS, KDConfig, ModelSpec, OptimConfig, Split, Task, get_teacher,
-                      train_student)
+                      node_features, train_student)
 
 ALL_METHODS = METHODS + ("alignahead",)
 
@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder with the layout of shared/data (shchur_npz/, planetoid/, ...); "
                         "defaults to $GKD_DATA")
     g.add_argument("--split", type=int, default=0, help="which of a dataset's fixed splits")
+    g.add_argument("--lcc", action="store_true",
+                   help="Shchur-format sets: keep only the largest connected component, as "
+                        "Shchur et al. evaluate")
     g.add_argument("--runs", type=int, default=1, help="seeds 0..runs-1; mean ± std reported")
     g.add_argument("--device", default="cpu", help="cpu or cuda")
     g.add_argument("--impl", choices=("fused", "reference"), default="fused",
@@ -89,9 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def load_task(name: str, data_dir: Optional[str], split: int, seed: int, device) -> Task:
+def load_task(name: str, data_dir: Optional[str], split: int, seed: int, device,
+              lcc: bool = False) -> Task:
     from ..data import NodeDataset, load_dataset, per_class_split
-    data = load_dataset(name, data_dir=data_dir, split=split, seed=seed)
+    data = load_dataset(name, data_dir=data_dir, split=split, seed=seed, lcc=lcc)
     if not isinstance(data, NodeDataset):
         raise ValueError(f"dataset {name!r} is a graph-classification dataset; these trainers do "
                          "node classification")
@@ -100,9 +104,7 @@ def load_task(name: str, data_dir: Optional[str], split: int, seed: int, device)
         sp = Split(data.train_mask, data.val_mask, data.test_mask)
     else:
         sp = Split(*per_class_split(data.y, 20, 30, seed=seed))
-    x = data.x
-    if not getattr(data, "multilabel", False) and bool((x >= 0).all()):
-        x = x / x.sum(1, keepdim=True).clamp(min=1e-12)   # row-normalised, as GCN/GAT do
+    x = node_features(data.x, normalize=not getattr(data, "multilabel", False))
     return Task(x, data.y, data.graph, sp, multilabel=getattr(data, "multilabel", False),
                 device=torch.device(device))
 
@@ -127,7 +129,7 @@ def run(args) -> Dict:
     curves = {}
     t_start = time.time()
     for seed in range(args.runs):
-        task = load_task(args.dataset, args.data_dir, args.split, seed, args.device)
+        task = load_task(args.dataset, args.data_dir, args.split, seed, args.device, args.lcc)
         ckpt = (os.path.join(args.checkpoint_dir, f"{args.dataset}_{args.method}_seed{seed}.pt")
                 if args.checkpoint_dir else None)
         t0 = time.time()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Dict, List, Optional, Tuple
 
@@ -52,6 +53,24 @@ class Split:
     train: torch.Tensor
     val: torch.Tensor
     test: torch.Tensor
+
+
+# Below this fraction of non-zeros the features are kept as sparse CSR (bag-of-words data sets
+# are 0.5-1.3% dense): the first layer's product and dropout then cost O(nnz), not O(N·F).
+SPARSE_FEATURES_BELOW = 0.1
+
+
+def node_features(x: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+    """Input features as the trainers use them: non-negative (bag-of-words) rows normalised to
+    sum 1, as GCN and GAT do, and stored as sparse CSR when mostly zero. Every model takes the
+    CSR form (:func:`gkd_ext.nn.functional.feature_dropout`)."""
+    if normalize and bool((x >= 0).all()):
+        x = x / x.sum(1, keepdim=True).clamp(min=1e-12)
+    if x.dim() == 2 and x.numel() and int(torch.count_nonzero(x)) < SPARSE_FEATURES_BELOW * x.numel():
+        with warnings.catch_warnings():   # torch's one-time "CSR support is in beta" notice
+            warnings.simplefilter("ignore", UserWarning)
+            x = x.to_sparse_csr()
+    return x
 
 
 class Task:
@@ -124,8 +143,12 @@ def train_model(task: Task, spec: ModelSpec, optim: OptimConfig, *, loss_fn=None
 def get_teacher(task: Task, spec: ModelSpec, optim: OptimConfig, *, path: Optional[str] = None,
                 progress: bool = True, seed: int = 0) -> Tuple[nn.Module, Dict]:
     """Load the teacher from ``path`` if it exists (checking that it was trained with this
-    architecture and these dimensions), else train it and save it there."""
-    meta = {"spec": asdict(spec), "in_dim": task.x.size(1), "out_dim": task.num_classes}
+    architecture and dimensions on this graph and training split), else train it and save it
+    there. The split is part of the check: a teacher that saw other training labels would leak
+    them into the student."""
+    split = task.split.train.nonzero().view(-1)
+    meta = {"spec": asdict(spec), "in_dim": task.x.size(1), "out_dim": task.num_classes,
+            "data": [task.x.size(0), task.graph.num_edges, split.numel(), int(split.sum())]}
     if path and os.path.exists(path):
         state = load_checkpoint(path)
         if state.get("meta") != meta:
