@@ -3,6 +3,10 @@ same teacher checkpoint per seed, written as one JSON (bench/results/kd_<dataset
 
     python bench/kd_table.py --dataset cora --runs 5
     python bench/kd_table.py --dataset amazon-photo --data-dir ../shared/data --runs 3
+
+Protocol: Shchur et al. (largest connected component, 20 train / 30 validation nodes per class
+drawn per seed, the rest test), test accuracy at the best validation epoch. Further
+`python -m gkd_ext train` options after the known ones are passed through (e.g. `--beta 10`).
 """
 from __future__ import annotations
 
@@ -22,7 +26,8 @@ ROWS = [
                                   "--student-heads", "4", "--student-hidden", "16"]),
     ("GCN student, supervised", ["--method", "supervised"]),
     ("GCN student, KD", ["--method", "kd"]),
-    ("GCN student, LSP", ["--method", "lsp"]),
+    # LSP's β on Cora validation (3 seeds): 1 → 81.7, 10 → 81.0, 100 → 79.8 (the default).
+    ("GCN student, LSP", ["--method", "lsp", "--beta", "1"]),
     ("GCN student, GSP", ["--method", "gsp"]),
     ("GCN student, G-CRD", ["--method", "gcrd"]),
     ("2 GAT students, independent", ["--method", "alignahead", "--a", "0", "--student", "gat",
@@ -34,34 +39,58 @@ ROWS = [
 ]
 
 
+# Per-dataset optimisation, set once on validation accuracy of the supervised GCN and GAT
+# (Photo needs a weaker weight decay: at 5e-4 the GCN is still far from converged at 300
+# epochs). The two larger sets get fewer epochs to fit the 2-core budget.
+PRESETS = {
+    "cora": ["--lr", "0.01", "--weight-decay", "5e-4", "--dropout", "0.6", "--epochs", "300",
+             "--patience", "100"],
+    "citeseer": ["--lr", "0.01", "--weight-decay", "5e-4", "--dropout", "0.6", "--epochs", "300",
+                 "--patience", "100"],
+    "amazon-photo": ["--lr", "0.01", "--weight-decay", "5e-5", "--dropout", "0.5", "--epochs",
+                     "200", "--patience", "50"],
+    "coauthor-cs": ["--lr", "0.01", "--weight-decay", "5e-4", "--dropout", "0.5", "--epochs",
+                    "200", "--patience", "50"],
+}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--dataset", default="cora")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--runs", type=int, default=5)
-    p.add_argument("--epochs", type=int, default=300)
     p.add_argument("--impl", default="fused", choices=("fused", "reference"))
+    p.add_argument("--rows", default=None,
+                   help="comma-separated row numbers to run (default all; see ROWS)")
+    p.add_argument("--max-samples", type=int, default=4096,
+                   help="GSP/G-CRD nodes per step (sets larger than this are subsampled)")
     p.add_argument("--out", default=None)
-    args = p.parse_args()
+    args, extra_cli = p.parse_known_args()
+    rows = ROWS if args.rows is None else [ROWS[int(i)] for i in args.rows.split(",")]
     out = args.out or os.path.join("bench", "results", f"kd_{args.dataset}.json")
-    ckpt = os.path.join("runs", f"teacher_{args.dataset}_seed{{seed}}.pt")
-    common = ["--dataset", args.dataset, "--runs", str(args.runs), "--epochs", str(args.epochs),
-              "--impl", args.impl, "--teacher", "gat", "--teacher-layers", "3", "--teacher-heads", "4",
-              "--teacher-hidden", "16", "--teacher-ckpt", ckpt, "--no-progress"]
+    ckpt = os.path.join("runs", f"teacher_{args.dataset}_lcc_seed{{seed}}.pt")
+    common = ["--dataset", args.dataset, "--lcc", "--runs", str(args.runs), "--impl", args.impl,
+              "--teacher", "gat", "--teacher-layers", "3", "--teacher-heads", "4",
+              "--teacher-hidden", "16", "--teacher-ckpt", ckpt, "--no-progress",
+              "--max-samples", str(args.max_samples)] + PRESETS.get(args.dataset, []) + extra_cli
     if args.data_dir:
         common += ["--data-dir", args.data_dir]
     table = []
-    for name, extra in ROWS:
+    for name, extra in rows:
         t0 = time.time()
         res = run(build_parser().parse_args(common + extra +
                                             ["--out", os.path.join("runs", f"{args.dataset}_{len(table)}.json")]))
+        epoch_ms = [s["epoch_time_ms"] for s in res["per_seed"]]
         table.append({"row": name, "args": extra, "test_mean": res["test"]["mean"],
                       "test_std": res["test"]["std"], "seeds": res["test"]["n"],
+                      "epoch_ms_mean": sum(epoch_ms) / len(epoch_ms),
                       "per_seed": res["per_seed"], "wall_s": time.time() - t0})
-        write_results(out, {"dataset": args.dataset, "impl": args.impl, "table": table, "versions": versions()})
+        write_results(out, {"dataset": args.dataset, "impl": args.impl, "common_args": common,
+                            "table": table, "versions": versions()})
     print(f"\n{args.dataset}: test accuracy (%) over {args.runs} seed(s), impl={args.impl}")
     for r in table:
-        print(f"  {r['row']:<30} {r['test_mean'] * 100:6.2f} ± {r['test_std'] * 100:4.2f}   ({r['wall_s']:.0f} s)")
+        print(f"  {r['row']:<30} {r['test_mean'] * 100:6.2f} ± {r['test_std'] * 100:4.2f}   "
+              f"epoch {r['epoch_ms_mean']:7.1f} ms   ({r['wall_s']:.0f} s)")
     print(f"wrote {out}")
 
 
