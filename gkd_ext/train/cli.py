@@ -63,6 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--lr", type=float, default=0.01)
     o.add_argument("--weight-decay", type=float, default=5e-4)
     o.add_argument("--patience", type=int, default=100, help="early stopping on validation")
+    o.add_argument("--teacher-epochs", type=int, default=None,
+                   help="epochs for training the teacher (default --epochs); the teacher is "
+                        "trained once per seed and is worth training to convergence")
+    o.add_argument("--teacher-lr", type=float, default=None, help="the teacher's learning rate "
+                   "(default --lr)")
+    o.add_argument("--teacher-patience", type=int, default=None,
+                   help="the teacher's early-stopping patience (default --patience)")
     k = p.add_argument_group("distillation")
     k.add_argument("--beta", type=float, default=None,
                    help="weight of the auxiliary loss (default per method: fitnet/at/lsp/gsp "
@@ -125,6 +132,9 @@ def run(args) -> Dict:
     student_spec = ModelSpec(args.student, args.student_hidden, args.student_layers,
                              args.student_heads, args.dropout)
     optim = OptimConfig(args.epochs, args.lr, args.weight_decay, args.patience)
+    teacher_optim = OptimConfig(args.teacher_epochs or args.epochs, args.teacher_lr or args.lr,
+                                args.weight_decay,
+                                args.teacher_patience or args.patience)
     per_seed: List[Dict] = []
     curves = {}
     t_start = time.time()
@@ -153,9 +163,10 @@ def run(args) -> Dict:
                                       desc=f"supervised {student_spec.arch}", checkpoint=ckpt)
             else:
                 tpath = args.teacher_ckpt.format(seed=seed) if args.teacher_ckpt else None
-                teacher, tres = get_teacher(task, teacher_spec, optim, path=tpath,
+                teacher, tres = get_teacher(task, teacher_spec, teacher_optim, path=tpath,
                                             progress=not args.no_progress, seed=seed)
-                entry["teacher"] = {k: tres[k] for k in ("val", "test") if k in tres}
+                entry["teacher"] = {k: tres[k] for k in ("val", "test", "best_epoch", "epoch_time_ms",
+                                                         "train_time_s", "loaded") if k in tres}
                 res = train_student(task, teacher, teacher_spec, student_spec, optim, kd_cfg,
                                     seed=seed, progress=not args.no_progress, checkpoint=ckpt)
             curves[f"seed{seed}"] = res.pop("history")
