@@ -88,6 +88,7 @@ def main() -> None:
               "--max-samples", str(args.max_samples)] + PRESETS.get(args.dataset, []) + extra_cli
     if args.data_dir:
         common += ["--data-dir", args.data_dir]
+    meta = versions()   # the code that ran: taken before the first row, not at each write
     table = []
     for name, extra in rows:
         t0 = time.time()
@@ -99,7 +100,7 @@ def main() -> None:
             table.insert(0, row_summary(TEACHER_ROW, ["--teacher", "gat"], teachers,
                                         sum(t["train_time_s"] for t in teachers)))
         write_results(out, {"dataset": args.dataset, "impl": args.impl, "common_args": common,
-                            "table": table, "versions": versions()})
+                            "table": table, "versions": meta})
     print(f"\n{args.dataset}: test accuracy (%) over {args.runs} seed(s), impl={args.impl}")
     for r in table:
         print(f"  {r['row']:<30} {r['test_mean'] * 100:6.2f} ± {r['test_std'] * 100:4.2f}   "

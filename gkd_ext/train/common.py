@@ -109,10 +109,15 @@ class Interrupted(Exception):
 
 # ------------------------------------------------------------------ results
 def git_commit() -> str:
+    """The checkout's short commit, with "-dirty" when tracked files differ from it."""
     try:
-        out = subprocess.run(["git", "-C", PACKAGE_ROOT, "rev-parse", "--short", "HEAD"],
-                             capture_output=True, text=True, timeout=10)
-        return out.stdout.strip() or "unknown"
+        def git(*args):
+            return subprocess.run(["git", "-C", PACKAGE_ROOT, *args], capture_output=True,
+                                  text=True, timeout=10).stdout.strip()
+        commit = git("rev-parse", "--short", "HEAD")
+        if not commit:
+            return "unknown"
+        return commit + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
