@@ -22,7 +22,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -250,15 +249,8 @@ def _fmt(r: Row) -> str:
 
 
 def metadata(device: torch.device) -> dict:
-    try:
-        commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
-                                capture_output=True, text=True, timeout=10).stdout.strip() or "unknown"
-        dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        if dirty:
-            commit += "+dirty"
-    except (OSError, subprocess.SubprocessError):
-        commit = "unknown"
+    from gkd_ext.train.common import git_commit
+    commit = git_commit()
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else \
         f"CPU {platform.processor() or platform.machine()} x{os.cpu_count()}"
     return {"device": str(device), "device_name": name, "torch": torch.__version__,

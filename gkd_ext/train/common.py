@@ -109,7 +109,7 @@ class Interrupted(Exception):
 
 # ------------------------------------------------------------------ results
 def git_commit() -> str:
-    """The checkout's short commit, with "-dirty" when tracked files differ from it."""
+    """The checkout's short commit, with "+dirty" when tracked files differ from it."""
     try:
         def git(*args):
             return subprocess.run(["git", "-C", PACKAGE_ROOT, *args], capture_output=True,
@@ -117,7 +117,7 @@ def git_commit() -> str:
         commit = git("rev-parse", "--short", "HEAD")
         if not commit:
             return "unknown"
-        return commit + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+        return commit + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
