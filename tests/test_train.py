@@ -131,6 +131,19 @@ def test_cli_runs_and_writes_results(tmp_path, capsys):
     assert "git_commit" in res["versions"] and res["per_seed"][0]["epoch_time_ms"] > 0
 
 
+def test_cli_teacher_recipe_and_lcc(tmp_path):
+    from gkd_ext.train.cli import main
+    out = tmp_path / "r.json"
+    main(["--method", "kd", "--dataset", "cora", "--lcc", "--epochs", "2", "--teacher-epochs", "4",
+          "--teacher-lr", "0.02", "--teacher", "gcn", "--teacher-layers", "2", "--no-progress",
+          "--out", str(out)])
+    res = json.loads(out.read_text())
+    seed = res["per_seed"][0]
+    # the teacher ran its own 4 epochs, the student the 2 of --epochs
+    assert seed["teacher"]["epochs"] == 4 and seed["teacher"]["train_time_s"] > 0
+    assert seed["best_epoch"] <= 1 and res["config"]["lcc"] is True
+
+
 def test_cli_bad_input(capsys):
     from gkd_ext.train.cli import main
     with pytest.raises(SystemExit):

@@ -165,8 +165,9 @@ def run(args) -> Dict:
                 tpath = args.teacher_ckpt.format(seed=seed) if args.teacher_ckpt else None
                 teacher, tres = get_teacher(task, teacher_spec, teacher_optim, path=tpath,
                                             progress=not args.no_progress, seed=seed)
-                entry["teacher"] = {k: tres[k] for k in ("val", "test", "best_epoch", "epoch_time_ms",
-                                                         "train_time_s", "loaded") if k in tres}
+                entry["teacher"] = {k: tres[k] for k in ("val", "test", "best_epoch", "epochs",
+                                                         "epoch_time_ms", "train_time_s", "loaded")
+                                    if k in tres}
                 res = train_student(task, teacher, teacher_spec, student_spec, optim, kd_cfg,
                                     seed=seed, progress=not args.no_progress, checkpoint=ckpt)
             curves[f"seed{seed}"] = res.pop("history")
