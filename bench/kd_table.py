@@ -5,7 +5,8 @@ same teacher checkpoint per seed, written as one JSON (bench/results/kd_<dataset
     python bench/kd_table.py --dataset amazon-photo --data-dir ../shared/data --runs 3
 
 Protocol: Shchur et al. (largest connected component, 20 train / 30 validation nodes per class
-drawn per seed, the rest test), test accuracy at the best validation epoch. Further
+drawn per seed, the rest test), test accuracy at the best validation epoch.
+`python bench/kd_table.py --markdown bench/results/kd_*.json` prints committed tables. Further
 `python -m gkd_ext train` options after the known ones are passed through (e.g. `--beta 10`).
 """
 from __future__ import annotations
@@ -65,7 +66,27 @@ def row_summary(name, args, per_seed, wall_s):
             "epoch_ms_mean": sum(epoch_ms) / len(epoch_ms), "per_seed": per_seed, "wall_s": wall_s}
 
 
+def markdown(paths) -> str:
+    """The committed tables side by side, one column per JSON file (accuracy, epoch time)."""
+    import json
+    tables = [json.load(open(path)) for path in paths]
+    head = "| | " + " | ".join(f"{t['dataset']} ({t['impl']}, {t['table'][0]['seeds']} seeds)"
+                                for t in tables) + " |"
+    lines = [head, "|---" * (len(tables) + 1) + "|"]
+    for name in dict.fromkeys(r["row"] for t in tables for r in t["table"]):
+        cells = []
+        for t in tables:
+            r = next((r for r in t["table"] if r["row"] == name), None)
+            cells.append("" if r is None else f"{r['test_mean'] * 100:.2f} ± {r['test_std'] * 100:.2f} "
+                         f"({r['epoch_ms_mean']:.0f} ms/epoch, {r['wall_s']:.0f} s)")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--markdown"]:
+        print(markdown(sys.argv[2:]))
+        return
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--dataset", default="cora")
     p.add_argument("--data-dir", default=None)
