@@ -438,3 +438,18 @@ def test_load_dataset_lcc_split(monkeypatch):
     assert ds.num_nodes == 2485   # Shchur et al., Table 1
     train, val, test = ds.masks()
     assert int(train.sum()) == 140 and int(val.sum()) == 210 and int(test.sum()) == 2485 - 350
+
+
+def test_registry_synthetic_csbm(monkeypatch):
+    from gkd_ext.data import dataset_path
+    monkeypatch.delenv("GKD_DATA", raising=False)   # generated: needs no data folder
+    ds = load_dataset("synthetic-csbm", seed=1)
+    assert ds.num_nodes == 10_000 and ds.num_classes == 5
+    assert abs(edge_homophily(ds.graph, ds.y) - 0.8) < 0.03
+    assert int(ds.train_mask.sum()) == 100 and int(ds.val_mask.sum()) == 150
+    het = load_dataset("Synthetic_CSBM_Heterophilous", seed=1)
+    assert abs(edge_homophily(het.graph, het.y) - 0.2) < 0.03
+    assert not torch.equal(load_dataset("synthetic-csbm", seed=2).x, ds.x)
+    assert "synthetic-csbm" in dataset_names()["synthetic"]
+    with pytest.raises(ValueError, match="generated"):
+        dataset_path("synthetic-csbm", ".")

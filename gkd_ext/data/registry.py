@@ -9,6 +9,7 @@ from .heterophilous import load_heterophilous
 from .planetoid import load_planetoid
 from .ppi import load_ppi
 from .shchur import BUNDLED_CORA, load_shchur_npz, per_class_split
+from .synthetic import csbm
 from .tu import load_tu
 
 ENV_VAR = "GKD_DATA"
@@ -35,11 +36,18 @@ TU = {name.lower().replace("_", "-"): name for name in (
     "IMDB-BINARY", "IMDB-MULTI", "COLLAB", "REDDIT-BINARY", "REDDIT-MULTI-5K",
     "REDDIT-MULTI-12K")}
 
+# Generated, no file: name -> edge homophily of a contextual SBM with 10,000 nodes, 5 classes,
+# 64 features and mean degree 10, whose class means are weak enough (mean_scale) that the graph
+# matters. The seed draws the graph, the features and the 20/30-per-class split.
+SYNTHETIC = {"synthetic-csbm": 0.8, "synthetic-csbm-heterophilous": 0.2}
+CSBM_SIZE = dict(num_nodes=10_000, num_classes=5, feature_dim=64, avg_degree=10.0, mean_scale=0.2)
+
 
 def dataset_names() -> Dict[str, Tuple[str, ...]]:
     """Every known dataset name, grouped by family."""
     return {"shchur": tuple(SHCHUR), "planetoid": tuple(PLANETOID),
-            "heterophilous": HETEROPHILOUS, "tu": tuple(TU), "ppi": ("ppi",)}
+            "heterophilous": HETEROPHILOUS, "tu": tuple(TU), "ppi": ("ppi",),
+            "synthetic": tuple(SYNTHETIC)}
 
 
 def _family(name: str) -> str:
@@ -53,6 +61,8 @@ def _family(name: str) -> str:
         return "tu"
     if name == "ppi":
         return "ppi"
+    if name in SYNTHETIC:
+        return "synthetic"
     known = ", ".join(n for names in dataset_names().values() for n in names)
     raise ValueError(f"load_dataset: unknown dataset {name!r}; known datasets: {known}")
 
@@ -73,6 +83,8 @@ def dataset_path(name: str, data_dir: Union[str, os.PathLike]) -> str:
     for Shchur sets the npz if present, else the first zip present, else the npz path)."""
     name = _normalise(name)
     family, data_dir = _family(name), os.fspath(data_dir)
+    if family == "synthetic":
+        raise ValueError(f"dataset_path: {name!r} is generated and has no file")
     if family == "shchur":
         npz, zips = SHCHUR[name]
         folder = os.path.join(data_dir, "shchur_npz")
@@ -96,7 +108,8 @@ def load_dataset(name: str, data_dir: Optional[Union[str, os.PathLike]] = None, 
     ``data_dir`` (default: the ``GKD_DATA`` environment variable) is a folder laid out like
     ``../shared/data``: ``shchur_npz/`` (npz or zip), ``planetoid/`` (``ind.*``),
     ``heterophilous/`` (npz), ``tudataset/<NAME>/`` (TU txt) and ``ppi/`` (PyG raw PPI).
-    Without a data folder only the bundled Cora is available.
+    Without a data folder only the bundled Cora and the generated ``synthetic-csbm`` (edge
+    homophily 0.8) and ``synthetic-csbm-heterophilous`` (0.2) are available.
 
     Splits: Shchur sets get 20 train / 30 validation nodes per class drawn with ``seed``, the
     rest test (with ``lcc=True`` on the largest connected component only, as Shchur et al.
@@ -111,6 +124,8 @@ def load_dataset(name: str, data_dir: Optional[Union[str, os.PathLike]] = None, 
     """
     name = _normalise(name)
     family = _family(name)
+    if family == "synthetic":
+        return csbm(homophily=SYNTHETIC[name], seed=seed, **CSBM_SIZE)
     if data_dir is None:
         data_dir = os.environ.get(ENV_VAR) or None
     if data_dir is None:

@@ -33,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "cross-layer KD among --num-students students")
     g.add_argument("--dataset", default="cora",
                    help="a dataset name (cora, citeseer, amazon-photo, coauthor-cs, chameleon, "
-                        "synthetic-csbm, ...); all but the bundled cora need --data-dir")
+                        "synthetic-csbm, ...); all but the bundled cora and the generated "
+                        "synthetic-csbm[-heterophilous] need --data-dir")
     g.add_argument("--data-dir", default=None,
                    help="folder with the layout of shared/data (shchur_npz/, planetoid/, ...); "
                         "defaults to $GKD_DATA")
