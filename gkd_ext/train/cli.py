@@ -90,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--num-students", type=int, default=2)
     a.add_argument("--pairing", choices=PAIRINGS, default="alignahead")
     a.add_argument("--a", type=float, default=1.0, help="weight of the LSP term; 0 = independent")
+    a.add_argument("--sigma", type=float, default=100.0,
+                   help="laplacian kernel width exp(-|a-b|_1/sigma); the paper's 100 suits its "
+                        "feature scale (PPI), on row-normalised bag-of-words features neighbour "
+                        "distances are ~1 and sigma=100 makes the term vanish")
     a.add_argument("--same-init", action="store_true", help="start all students from one copy")
     r = p.add_argument_group("output")
     r.add_argument("--out", default=None, help="results JSON path (default runs/<dataset>_<method>.json)")
@@ -145,7 +149,8 @@ def run(args) -> Dict:
                 if args.checkpoint_dir else None)
         t0 = time.time()
         if args.method == "alignahead":
-            cfg = AlignaheadConfig(args.num_students, args.pairing, args.a, same_init=args.same_init)
+            cfg = AlignaheadConfig(args.num_students, args.pairing, args.a, args.sigma,
+                                  same_init=args.same_init)
             res = train_alignahead(task, student_spec, optim, cfg, seed=seed,
                                    progress=not args.no_progress, checkpoint=ckpt)
             for n, s in res["students"].items():
