@@ -129,7 +129,13 @@ def main() -> None:
     table = []
     if args.update:
         with open(out) as f:
-            table = json.load(f)["table"]
+            earlier = json.load(f)
+        table = earlier["table"]
+        for r in table:   # rows kept from the earlier run ran at its commit
+            r.setdefault("git_commit", earlier["versions"]["git_commit"])
+        meta_table = earlier["versions"]
+    else:
+        meta_table = meta
     for name, extra in rows:
         t0 = time.time()
         res = run(build_parser().parse_args(common + extra +
@@ -140,7 +146,7 @@ def main() -> None:
             put_row(table, row_summary(TEACHER_ROW, ["--teacher", "gat"], teachers,
                                        sum(t["train_time_s"] for t in teachers), meta))
         write_results(out, {"dataset": args.dataset, "impl": args.impl, "common_args": common,
-                            "table": table, "versions": meta})
+                            "table": table, "versions": meta_table})
     print(f"\n{args.dataset}: test accuracy (%) over {args.runs} seed(s), impl={args.impl}")
     for r in table:
         print(f"  {r['row']:<30} {r['test_mean'] * 100:6.2f} ± {r['test_std'] * 100:4.2f}   "
