@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from gkd_ext import Graph
+from gkd_ext.functional import use_impl
 from gkd_ext.nn import (GAT, GATConv, GINConv, MODEL_NAMES, SAGEConv, build_model, edge_softmax,
                         global_pool, prepare_graph)
 
@@ -231,7 +232,19 @@ def test_models_take_sparse_csr_features(name):
     g = prepare_graph(name, g)
     x = torch.rand(15, 9) * (torch.rand(15, 9) < 0.2)
     model = build_model(name, 9, 8, 3, num_layers=2, heads=2, dropout=0.5).eval()
-    torch.testing.assert_close(model(g, x.to_sparse_csr())[0], model(g, x)[0])
+    for impl in ("fused", "reference"):   # gkd_ext.spmm over the pattern, or torch.sparse
+        with use_impl(impl):
+            grads = []
+            for inp in (x.to_sparse_csr(), x):
+                model.zero_grad()
+                out = model(g, inp)[0]
+                out.square().sum().backward()
+                grads.append([p.grad.clone() for p in model.parameters()])
+                if inp.layout == torch.sparse_csr:
+                    sparse_out = out.detach()
+            torch.testing.assert_close(sparse_out, out.detach())
+            for a, b in zip(*grads):
+                torch.testing.assert_close(a, b)
     model.train()
     model(g, x.to_sparse_csr())[0].sum().backward()
     assert all(p.grad is not None for p in model.parameters())
@@ -252,3 +265,16 @@ def test_feature_dropout_on_csr_drops_stored_entries_only():
     assert feature_dropout(xs, 0.5, False) is xs
     dense = feature_dropout(x, 0.0, True)
     torch.testing.assert_close(dense, x)
+
+
+def test_feature_linear_pattern_cache_never_mixes_patterns():
+    # More patterns than the cache keeps, each freed before the next is made, so memory (and
+    # data pointers) get reused: every product must still use its own pattern.
+    from gkd_ext.nn.functional import feature_linear
+    lin = torch.nn.Linear(20, 5)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(10):
+        x = torch.rand(30, 20, generator=gen) * (torch.rand(30, 20, generator=gen) < 0.2)
+        xs = x.to_sparse_csr()
+        torch.testing.assert_close(feature_linear(lin, xs), lin(x))
+        del xs

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from ..functional import spmm
 from ..graph import Graph
-from .functional import edge_softmax, stacked_forward
+from .functional import edge_softmax, feature_linear, stacked_forward
 
 
 class GATConv(nn.Module):
@@ -44,7 +44,7 @@ class GATConv(nn.Module):
 
     def forward(self, graph: Graph, x: torch.Tensor) -> torch.Tensor:
         n, H, Fo = x.size(0), self.heads, self.out_dim
-        h = self.lin(x).view(n, H, Fo)
+        h = feature_linear(self.lin, x).view(n, H, Fo)
         a_src = (h * self.att_src).sum(-1)
         a_dst = (h * self.att_dst).sum(-1)
         e = F.leaky_relu(a_src[graph.col] + a_dst[graph.row], self.negative_slope)

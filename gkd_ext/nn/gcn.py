@@ -8,7 +8,7 @@ from torch import nn
 
 from ..functional import spmm
 from ..graph import Graph
-from .functional import stacked_forward
+from .functional import feature_linear, stacked_forward
 
 
 def gcn_graph(graph: Graph) -> Graph:
@@ -30,7 +30,7 @@ class GCNConv(nn.Module):
         nn.init.xavier_uniform_(self.lin.weight)
 
     def forward(self, graph: Graph, x: torch.Tensor) -> torch.Tensor:
-        out = spmm(graph, self.lin(x))
+        out = spmm(graph, feature_linear(self.lin, x))
         return out if self.bias is None else out + self.bias
 
 

@@ -8,7 +8,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from ..graph import Graph
-from .functional import feature_dropout
+from .functional import feature_dropout, feature_linear
 
 
 class MLP(nn.Module):
@@ -29,7 +29,7 @@ class MLP(nn.Module):
         hidden = []
         for i, lin in enumerate(self.lins):
             x = feature_dropout(x, self.dropout, self.training)
-            x = lin(x)
+            x = feature_linear(lin, x)
             if i < len(self.lins) - 1:
                 hidden.append(x)
                 x = F.relu(x)
