@@ -211,7 +211,7 @@ def run_loop(modules: Dict[str, torch.nn.Module], optimizers: Dict[str, torch.op
             stop &= trackers[name].update(epoch, **vals, **{f"loss_{k}": v for k, v in losses.items()})
             if trackers[name].best_epoch != improved_before and name in modules:
                 best_states[name] = copy.deepcopy(modules[name].state_dict())
-        bar.set_postfix({k: f"{t.best_test:.3f}" for k, t in trackers.items()})
+        bar.set_postfix({k: f"{t.best_test:.3f}" for k, t in trackers.items()}, refresh=False)
         if checkpoint:
             save_checkpoint(checkpoint, {
                 "epoch": epoch, "train_time": train_time, "rng": rng_state(), "best": best_states,
