@@ -48,7 +48,8 @@ ROWS = [
 # (Photo needs a weaker weight decay: at 5e-4 the GCN is still far from converged at 300
 # epochs, and at 5e-5 its best epochs are 340-440, so 300 epochs cut it short: validation
 # 92.6 at 300 epochs against 93.6 at 1000 with patience 200, 3 seeds; on CS the GAT teacher
-# does better at lr 0.005: 90.3 against 89.4 on 2 seeds; on CiteSeer the 3-layer GATs reach 68.6 at lr 0.01 and 72.3 at 0.005, 5 seeds each).
+# does better at lr 0.005: 90.3 against 89.4 on 2 seeds; on CiteSeer the 3-layer GATs reach
+# 68.6 at lr 0.01 and 72.3 at 0.005, 5 seeds each).
 PRESETS = {
     "cora": ["--lr", "0.01", "--weight-decay", "5e-4", "--dropout", "0.6", "--epochs", "300",
              "--patience", "100"],
