@@ -1,12 +1,22 @@
 """The Graph type: a directed graph stored as CSR by destination, ready for the gkd:: ops."""
 from __future__ import annotations
 
+import contextlib
+import warnings
 from typing import Optional, Tuple, Union
 
 import torch
 
 Tensor = torch.Tensor
 NumNodes = Union[int, Tuple[int, int], None]
+
+
+@contextlib.contextmanager
+def quiet_sparse_csr():
+    """Silence torch's "sparse CSR support is in beta" UserWarning while building CSR tensors."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        yield
 
 
 def _as_index(t, name: str) -> Tensor:

@@ -6,12 +6,11 @@ n x n similarity matrices), so use them only at sizes where that fits.
 """
 from __future__ import annotations
 
-import warnings
 from typing import Optional
 
 import torch
 
-from .graph import Graph
+from .graph import Graph, quiet_sparse_csr
 
 Tensor = torch.Tensor
 
@@ -48,8 +47,7 @@ def spmm_torch_sparse(graph: Graph, x: Tensor, value: Optional[Tensor] = None) -
     if value is None:
         value = graph.value if graph.value is not None else \
             torch.ones(graph.num_edges, dtype=x.dtype, device=x.device)
-    with warnings.catch_warnings():  # torch warns that sparse CSR is beta on every construction
-        warnings.simplefilter("ignore", UserWarning)
+    with quiet_sparse_csr():
         adj = torch.sparse_csr_tensor(graph.rowptr, graph.col, value, (graph.num_dst, graph.num_src))
     return adj @ x
 

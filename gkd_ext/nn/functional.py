@@ -1,13 +1,12 @@
 """Functional pieces of the GNN layers: edge softmax and graph-level pooling."""
 from __future__ import annotations
 
-import warnings
 from collections import OrderedDict
 
 import torch
 
 from ..functional import get_impl, spmm
-from ..graph import Graph
+from ..graph import Graph, quiet_sparse_csr
 
 Tensor = torch.Tensor
 
@@ -102,8 +101,7 @@ def feature_dropout(x: Tensor, p: float, training: bool) -> Tensor:
         return x
     if x.layout != torch.sparse_csr:
         return _dropout(x, p)
-    with warnings.catch_warnings():   # torch's one-time "CSR support is in beta" notice
-        warnings.simplefilter("ignore", UserWarning)
+    with quiet_sparse_csr():
         return torch.sparse_csr_tensor(x.crow_indices(), x.col_indices(),
                                        _dropout(x.values(), p), x.shape)
 

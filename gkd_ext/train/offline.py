@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import asdict, dataclass
 from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
 
-from ..graph import Graph
+from ..graph import Graph, quiet_sparse_csr
 from ..losses import ATLoss, FitNetLoss, GCRDLoss, GSPLoss, LogitKDLoss, LSPLoss
 from ..nn import build_model, prepare_graph
 from .common import (Tracker, load_checkpoint, metric, run_loop, save_checkpoint, set_seed,
@@ -67,8 +66,7 @@ def node_features(x: torch.Tensor, normalize: bool = True) -> torch.Tensor:
     if normalize and bool((x >= 0).all()):
         x = x / x.sum(1, keepdim=True).clamp(min=1e-12)
     if x.dim() == 2 and x.numel() and int(torch.count_nonzero(x)) < SPARSE_FEATURES_BELOW * x.numel():
-        with warnings.catch_warnings():   # torch's one-time "CSR support is in beta" notice
-            warnings.simplefilter("ignore", UserWarning)
+        with quiet_sparse_csr():
             x = x.to_sparse_csr()
     return x
 
