@@ -21,7 +21,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from gkd_ext.train.cli import build_parser, run  # noqa: E402
-from gkd_ext.train.common import versions, write_results  # noqa: E402
+from gkd_ext.train.common import summarize, versions, write_results  # noqa: E402
 
 # (row name, train CLI arguments). The teacher's row is not a run of its own: it reports the
 # teachers the first offline row trained (one per seed, then reused by every later row).
@@ -71,13 +71,11 @@ def put_row(table, row) -> None:
 
 
 def row_summary(name, args, per_seed, wall_s, meta):
-    tests = [s["test"] for s in per_seed]
-    mean = sum(tests) / len(tests)
-    std = (sum((t - mean) ** 2 for t in tests) / (len(tests) - 1)) ** 0.5 if len(tests) > 1 else 0.0
-    epoch_ms = [s["epoch_time_ms"] for s in per_seed]
-    return {"row": name, "args": args, "test_mean": mean, "test_std": std, "seeds": len(tests),
-            "epoch_ms_mean": sum(epoch_ms) / len(epoch_ms), "per_seed": per_seed, "wall_s": wall_s,
-            "git_commit": meta["git_commit"]}
+    test = summarize([s["test"] for s in per_seed])
+    epoch_ms = summarize([s["epoch_time_ms"] for s in per_seed])
+    return {"row": name, "args": args, "test_mean": test["mean"], "test_std": test["std"],
+            "seeds": test["n"], "epoch_ms_mean": epoch_ms["mean"], "per_seed": per_seed,
+            "wall_s": wall_s, "git_commit": meta["git_commit"]}
 
 
 def markdown(paths) -> str:
