@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from gkd_ext import Graph
 from gkd_ext.functional import use_impl
 from gkd_ext.nn import (GAT, GATConv, GINConv, MODEL_NAMES, SAGEConv, build_model, edge_softmax,
-                        global_pool, prepare_graph)
+                        global_pool, self_loop_graph)
 
 
 def random_graph(n=12, p=0.3, seed=0, self_loops=False):
@@ -71,7 +71,7 @@ def test_edge_softmax_no_edges():
 
 def test_gatconv_gradcheck():
     g, _ = random_graph(n=6, p=0.4, seed=9)
-    g = prepare_graph("gat", g)
+    g = self_loop_graph(g)
     conv = GATConv(3, 2, heads=2, residual=True).double()
     x = torch.randn(6, 3, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda t: conv(g, t), (x,))
@@ -88,7 +88,7 @@ def test_edge_softmax_bad_input():
 # ------------------------------------------------------------------ layers vs dense references
 def test_gatconv_matches_dense_attention():
     g, _ = random_graph(n=10, p=0.35, seed=2, self_loops=True)
-    g = prepare_graph("gat", g)
+    g = self_loop_graph(g)
     conv = GATConv(5, 4, heads=3, concat=True).double()
     x = torch.randn(10, 5, dtype=torch.float64)
     out = conv(g, x)
@@ -140,15 +140,15 @@ MODELS = ["gcn", "gat", "sage", "sage-pool", "gin", "mlp"]
 @pytest.mark.parametrize("num_layers", [1, 3])
 def test_model_forward_backward(name, num_layers, device):
     g, _ = random_graph(n=15, p=0.25, seed=5)
-    g = prepare_graph(name, g).to(device)
     x = torch.randn(15, 7, device=device)
     model = build_model(name, 7, 6, 4, num_layers=num_layers, heads=2, dropout=0.0,
                         **({"residual": True, "attn_dropout": 0.0} if name == "gat" else {}))
     model = model.to(device)
-    logits, hidden = model(g, x)
+    logits, hidden = model(model.prepare(g.to(device)), x)
     assert logits.shape == (15, 4)
     width = 12 if name == "gat" else 6  # GAT hidden layers concatenate 2 heads of 6
     assert [tuple(h.shape) for h in hidden] == [(15, width)] * (num_layers - 1)
+    assert model.hidden_dims == [width] * (num_layers - 1)
     # The hidden entries are pre-activation: for ReLU/ELU models some entries are negative.
     for h in hidden:
         assert (h < 0).any()
@@ -161,9 +161,9 @@ def test_model_forward_backward(name, num_layers, device):
 @pytest.mark.parametrize("name", MODELS)
 def test_model_eval_is_deterministic_and_train_uses_dropout(name):
     g, _ = random_graph(n=15, p=0.25, seed=6)
-    g = prepare_graph(name, g)
     x = torch.randn(15, 7)
     model = build_model(name, 7, 8, 3, num_layers=2, heads=2, dropout=0.5)
+    g = model.prepare(g)
     model.eval()
     torch.testing.assert_close(model(g, x)[0], model(g, x)[0])
     model.train()
@@ -172,7 +172,7 @@ def test_model_eval_is_deterministic_and_train_uses_dropout(name):
 
 def test_gat_heads_and_output_heads():
     g, _ = random_graph(n=8, seed=7)
-    g = prepare_graph("gat", g)
+    g = self_loop_graph(g)
     model = GAT(5, 4, 3, num_layers=3, heads=3, out_heads=2, dropout=0.0, attn_dropout=0.0,
                 residual=True)
     logits, hidden = model(g, torch.randn(8, 5))
@@ -184,8 +184,8 @@ def test_gat_heads_and_output_heads():
 def test_build_model_errors_and_aliases():
     with pytest.raises(ValueError, match=r"unknown model 'transformer'.*gcn"):
         build_model("transformer", 4, 4, 2)
-    with pytest.raises(ValueError, match="unknown model"):
-        prepare_graph("nope", random_graph()[0])
+    with pytest.raises(ValueError, match=r"gcn takes no option\(s\) \['heads_out'\]"):
+        build_model("gcn", 4, 4, 2, heads_out=3)
     assert build_model("GraphSAGE", 4, 4, 2).convs[0].aggr == "mean"
     assert build_model("sage_pool", 4, 4, 2).convs[0].aggr == "pool"
     assert "gat" in MODEL_NAMES
@@ -193,22 +193,30 @@ def test_build_model_errors_and_aliases():
         build_model("gin", 4, 4, 2, num_layers=0)
 
 
-def test_prepare_graph_self_loops_and_norm():
+def prepared(name, g):
+    return build_model(name, 3, 4, 2).prepare(g)
+
+
+def test_prepare_self_loops_and_norm():
     g, _ = random_graph(n=10, p=0.3, seed=8, self_loops=True)
     n = g.num_dst
     n_loops = int((g.col == g.row).sum())
     assert n_loops > 0
     for name in ("gcn", "gat"):
-        pg = prepare_graph(name, g)
+        pg = prepared(name, g)
         loops = pg.col == pg.row
         assert int(loops.sum()) == n  # exactly one self-loop per node
         assert pg.num_edges == g.num_edges - n_loops + n
-    gcn = prepare_graph("gcn", g)
+    gcn = prepared("gcn", g)
     deg = gcn.degree("in").double()
     torch.testing.assert_close(gcn.value.double(), (deg[gcn.col] * deg[gcn.row]).rsqrt())
-    assert prepare_graph("gat", g).value is None
-    sage = prepare_graph("sage", g)
+    assert prepared("gat", g).value is None
+    sage = prepared("sage", g)
     assert sage.num_edges == g.num_edges and sage.value is None
+    assert prepared("mlp", g) is None
+    # models whose preparation agrees share a key, so a trainer prepares a graph once for them
+    assert build_model("gin", 3, 4, 2).prepare_key() != build_model("gcn", 3, 4, 2).prepare_key()
+    assert build_model("gat", 3, 4, 2).prepare_key() == build_model("gat", 3, 8, 2, heads=3).prepare_key()
 
 
 def test_global_pool():
@@ -226,12 +234,12 @@ def test_global_pool():
 
 @pytest.mark.parametrize("name", MODELS)
 def test_models_take_sparse_csr_features(name):
-    # Bag-of-words features go in as CSR (gkd_ext.train.offline.node_features); every model
-    # must give what it gives on the same matrix dense.
+    # Bag-of-words features go in as CSR (gkd_ext.data.node_features); every model must give
+    # what it gives on the same matrix dense.
     g, _ = random_graph(n=15, p=0.25, seed=8)
-    g = prepare_graph(name, g)
     x = torch.rand(15, 9) * (torch.rand(15, 9) < 0.2)
     model = build_model(name, 9, 8, 3, num_layers=2, heads=2, dropout=0.5).eval()
+    g = model.prepare(g)
     for impl in ("fused", "reference"):   # gkd_ext.spmm over the pattern, or torch.sparse
         with use_impl(impl):
             grads = []

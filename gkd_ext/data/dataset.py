@@ -56,13 +56,14 @@ def connected_components(graph: Graph) -> Tensor:
 @dataclass
 class NodeDataset:
     """A node-classification graph: features ``x [N, F]``, labels ``y``, and ``graph``
-    (symmetrised, no self-loops; :func:`gkd_ext.nn.prepare_graph` adds what a model needs).
+    (symmetrised, no self-loops; each model's ``prepare`` adds what it needs).
 
     ``y`` is int64 ``[N]`` for single-label data, or float ``[N, C]`` of 0/1 with
     ``multilabel=True`` (PPI). ``train_mask``/``val_mask``/``test_mask`` are boolean ``[N]``
     when the dataset comes with a split (given masks, the Planetoid public split, or a seeded
     Shchur split from :func:`gkd_ext.data.load_dataset`). ``graph_id [N]`` says which graph a
-    node belongs to when several disjoint graphs are stored together (PPI).
+    node belongs to when several disjoint graphs are stored together (PPI). ``metric`` names
+    the metric the dataset's literature reports (:mod:`gkd_ext.train.metrics`).
     """
     name: str
     x: Tensor
@@ -73,6 +74,7 @@ class NodeDataset:
     test_mask: Optional[Tensor] = None
     multilabel: bool = False
     graph_id: Optional[Tensor] = None
+    metric: str = "accuracy"
 
     @property
     def num_nodes(self) -> int:
@@ -109,7 +111,7 @@ class NodeDataset:
             return None if t is None else t[mask]
         return NodeDataset(self.name, self.x[mask], self.y[mask], graph, sel(self.train_mask),
                            sel(self.val_mask), sel(self.test_mask), self.multilabel,
-                           sel(self.graph_id))
+                           sel(self.graph_id), self.metric)
 
 
     def largest_connected_component(self) -> "NodeDataset":

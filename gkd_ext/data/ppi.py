@@ -79,5 +79,5 @@ def load_ppi(root: Union[str, os.PathLike]) -> NodeDataset:
     split_of = torch.from_numpy(np.concatenate(split_of))
     return NodeDataset("ppi", torch.from_numpy(np.concatenate(xs)),
                        torch.from_numpy(np.concatenate(ys)), graph,
-                       split_of == 0, split_of == 1, split_of == 2, multilabel=True,
+                       split_of == 0, split_of == 1, split_of == 2, multilabel=True, metric="micro_f1",
                        graph_id=torch.from_numpy(np.concatenate(gids)))

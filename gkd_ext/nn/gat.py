@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from ..functional import spmm
 from ..graph import Graph
+from .base import GraphModel, self_loop_graph
 from .functional import edge_softmax, feature_linear, stacked_forward
 
 
@@ -21,7 +22,7 @@ class GATConv(nn.Module):
     per-node scalars ``[N, H]`` gathered to the edges, so no ``E x F`` tensor is formed.
     Heads are concatenated (``[N, H*F]``) or averaged (``[N, F]``, the usual output layer).
     With ``residual`` a (projected) copy of the input is added before the bias.
-    The graph should carry self-loops (see :func:`gkd_ext.nn.prepare_graph`).
+    The graph should carry self-loops (see :meth:`GAT.prepare`).
     """
 
     def __init__(self, in_dim: int, out_dim: int, heads: int = 1, concat: bool = True,
@@ -57,7 +58,7 @@ class GATConv(nn.Module):
         return out if self.bias is None else out + self.bias
 
 
-class GAT(nn.Module):
+class GAT(GraphModel):
     """A GAT of ``num_layers`` attention layers with ELU in between.
 
     Hidden layers have ``heads`` heads of ``hidden`` features each, concatenated (width
@@ -66,6 +67,7 @@ class GAT(nn.Module):
     ``residual=True`` adds residual connections to every layer after the first (the first
     changes the feature space, as in the reference GAT code). ``forward`` returns the logits
     and the pre-activation output of every hidden layer (heads concatenated).
+    ``prepare(graph)`` gives the graph with exactly one self-loop per node.
     """
 
     def __init__(self, in_dim: int, hidden: int, out_dim: int, num_layers: int = 2,
@@ -85,6 +87,10 @@ class GAT(nn.Module):
                                       residual=residual and i > 0))
             d = hidden * heads
         self.dropout = dropout
+        self._hidden_dims = [hidden * heads] * (num_layers - 1)
+
+    def prepare(self, graph: Graph) -> Graph:
+        return self_loop_graph(graph)
 
     def forward(self, graph: Graph, x: torch.Tensor) -> Tuple[torch.Tensor, List[torch.Tensor]]:
         return stacked_forward(self.convs, graph, x, self.dropout, self.training, F.elu)

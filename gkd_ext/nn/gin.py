@@ -8,6 +8,7 @@ from torch import nn
 
 from ..functional import spmm
 from ..graph import Graph
+from .base import GraphModel, plain_graph
 from .functional import dense_features, stacked_forward
 
 
@@ -36,7 +37,7 @@ class GINConv(nn.Module):
         return self.mlp((1 + self.eps) * x[: graph.num_dst] + spmm(graph, x, ones))
 
 
-class GIN(nn.Module):
+class GIN(GraphModel):
     """A GIN of ``num_layers`` :class:`GINConv` layers with ReLU in between (the last layer's
     MLP maps to ``out_dim``); ``forward`` returns the logits and the pre-activation output of
     every hidden layer. For graph classification pool the node logits or hidden rows with
@@ -52,6 +53,10 @@ class GIN(nn.Module):
                                            batch_norm=batch_norm)
                                    for a, b in zip(dims[:-1], dims[1:]))
         self.dropout = dropout
+        self._hidden_dims = dims[1:-1]
+
+    def prepare(self, graph: Graph) -> Graph:
+        return plain_graph(graph)
 
     def forward(self, graph: Graph, x: torch.Tensor) -> Tuple[torch.Tensor, List[torch.Tensor]]:
         return stacked_forward(self.convs, graph, x, self.dropout, self.training)

@@ -8,10 +8,11 @@ from torch import nn
 import torch.nn.functional as F
 
 from ..graph import Graph
+from .base import GraphModel
 from .functional import feature_dropout, feature_linear
 
 
-class MLP(nn.Module):
+class MLP(GraphModel):
     """``num_layers`` linear layers with ReLU in between. ``forward(graph, x)`` ignores the
     graph (it may be None) and returns the logits and the pre-activation output of every hidden
     layer, like the GNNs, so it can stand in as a student or a baseline."""
@@ -24,6 +25,10 @@ class MLP(nn.Module):
         dims = [in_dim] + [hidden] * (num_layers - 1) + [out_dim]
         self.lins = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
         self.dropout = dropout
+        self._hidden_dims = dims[1:-1]
+
+    def prepare(self, graph: Optional[Graph]) -> None:
+        return None   # the graph is never read
 
     def forward(self, graph: Optional[Graph], x: torch.Tensor) -> Tuple[torch.Tensor, List[torch.Tensor]]:
         hidden = []

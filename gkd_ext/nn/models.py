@@ -1,13 +1,12 @@
-"""Model factory and per-model graph preprocessing."""
+"""The model factory: architecture names to model classes."""
 from __future__ import annotations
 
+import inspect
 from typing import Optional
 
-from torch import nn
-
-from ..graph import Graph
+from .base import GraphModel
 from .gat import GAT
-from .gcn import GCN, gcn_graph
+from .gcn import GCN
 from .gin import GIN
 from .mlp import MLP
 from .sage import GraphSAGE
@@ -26,17 +25,18 @@ _ALIASES = {"graphsage": "sage", "sage-mean": "sage", "graphsage-pool": "sage-po
 MODEL_NAMES = tuple(sorted(_MODELS)) + tuple(sorted(_ALIASES))
 
 
-def _canonical(name: str, where: str) -> str:
+def canonical_model_name(name: str) -> str:
+    """The registered name of ``name`` (case, ``_`` and aliases folded); ValueError if unknown."""
     key = str(name).lower().replace("_", "-")
     key = _ALIASES.get(key, key)
     if key not in _MODELS:
-        raise ValueError(f"{where}: unknown model {name!r}; known models: {', '.join(MODEL_NAMES)}")
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(MODEL_NAMES)}")
     return key
 
 
 def build_model(name: str, in_dim: int, hidden: int, out_dim: int, num_layers: int = 2,
                 heads: Optional[int] = None, dropout: Optional[float] = None,
-                **kwargs) -> nn.Module:
+                **kwargs) -> GraphModel:
     """Build a model by name: ``gcn``, ``gat``, ``sage`` (mean; alias ``graphsage``,
     ``sage-mean``), ``sage-pool``, ``gin``, ``mlp``.
 
@@ -44,13 +44,18 @@ def build_model(name: str, in_dim: int, hidden: int, out_dim: int, num_layers: i
     ``heads * hidden`` wide). ``heads`` is used by GAT only and ignored by the others, so one
     call site can build any model; ``dropout=None`` keeps each model's default. Further keyword
     arguments go to the model's constructor (e.g. ``residual=True``, ``attn_dropout``,
-    ``train_eps``). Every model's ``forward(graph, x)`` returns ``(logits, hidden_list)``;
-    pass it the graph from :func:`prepare_graph` with the same name.
+    ``train_eps``); one it does not take is a ValueError naming the model. Every model keeps
+    the :class:`~gkd_ext.nn.base.GraphModel` contract: ``inputs = model.prepare(graph)`` once,
+    then ``logits, hidden = model(inputs, x)``.
 
     Example:
         >>> model = build_model("gat", 1433, 8, 7, num_layers=2, heads=8)
+        >>> logits, hidden = model(model.prepare(graph), x)
     """
-    key = _canonical(name, "build_model")
+    try:
+        key = canonical_model_name(name)
+    except ValueError as exc:
+        raise ValueError(f"build_model: {exc}") from None
     cls, defaults = _MODELS[key]
     args = dict(defaults)
     args.update(kwargs)
@@ -58,38 +63,9 @@ def build_model(name: str, in_dim: int, hidden: int, out_dim: int, num_layers: i
         args["dropout"] = dropout
     if cls is GAT and heads is not None:
         args["heads"] = heads
+    accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    unknown = sorted(set(args) - accepted)
+    if unknown:
+        raise ValueError(f"build_model: {key} takes no option(s) {unknown}; it takes "
+                         f"{sorted(accepted - {'in_dim', 'hidden', 'out_dim', 'num_layers'})}")
     return cls(in_dim, hidden, out_dim, num_layers=num_layers, **args)
-
-
-def remove_self_loops(graph: Graph) -> Graph:
-    """A copy of ``graph`` without its ``i -> i`` edges (stored values follow the edges)."""
-    ei = graph.edge_index
-    keep = ei[0] != ei[1]
-    value = None if graph.value is None else graph.value[keep]
-    return Graph.from_edge_index(ei[:, keep], (graph.num_src, graph.num_dst), value=value)
-
-
-def prepare_graph(model_name: str, graph: Graph) -> Graph:
-    """The propagation graph a model expects, built once per dataset:
-
-    - ``gcn``: self-loops replaced by one per node and GCN normalisation stored as values;
-    - ``gat``: self-loops replaced by one per node, no values (attention supplies them);
-    - ``sage``, ``sage-pool``, ``gin``: the graph's edges without values;
-    - ``mlp``: the graph unchanged (it is not read).
-
-    The transpose used by backward passes is built here too, so training does not pay for it.
-    """
-    key = _canonical(model_name, "prepare_graph")
-    if key == "mlp":
-        return graph
-    if key == "gcn":
-        return gcn_graph(remove_self_loops(graph))
-    if key == "gat":
-        g = remove_self_loops(graph)
-        g.value = None
-        g = g.add_self_loops()
-    else:
-        g = Graph(graph.rowptr, graph.col, graph.num_src, validate=False)
-        g._row = graph._row
-    g.transpose()
-    return g

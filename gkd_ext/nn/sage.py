@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from ..functional import spmm
 from ..graph import Graph
+from .base import GraphModel, plain_graph
 from .functional import dense_features, stacked_forward
 
 _AGGRS = ("mean", "pool")
@@ -51,7 +52,7 @@ class SAGEConv(nn.Module):
         return out if self.bias is None else out + self.bias
 
 
-class GraphSAGE(nn.Module):
+class GraphSAGE(GraphModel):
     """A GraphSAGE model of ``num_layers`` :class:`SAGEConv` layers with ReLU in between;
     ``forward`` returns the logits and the pre-activation output of every hidden layer."""
 
@@ -64,6 +65,10 @@ class GraphSAGE(nn.Module):
         self.convs = nn.ModuleList(SAGEConv(a, b, aggr=aggr, root_weight=root_weight)
                                    for a, b in zip(dims[:-1], dims[1:]))
         self.dropout = dropout
+        self._hidden_dims = dims[1:-1]
+
+    def prepare(self, graph: Graph) -> Graph:
+        return plain_graph(graph)
 
     def forward(self, graph: Graph, x: torch.Tensor) -> Tuple[torch.Tensor, List[torch.Tensor]]:
         return stacked_forward(self.convs, graph, x, self.dropout, self.training)

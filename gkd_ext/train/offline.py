@@ -11,7 +11,7 @@ from torch import nn
 
 from ..graph import Graph, quiet_sparse_csr
 from ..losses import ATLoss, FitNetLoss, GCRDLoss, GSPLoss, LogitKDLoss, LSPLoss
-from ..nn import build_model, prepare_graph
+from ..nn import build_model
 from .common import (Tracker, load_checkpoint, metric, run_loop, save_checkpoint, set_seed,
                      task_loss)
 
@@ -85,7 +85,8 @@ class Task:
 
     def graph_for(self, arch: str) -> Graph:
         if arch not in self._graphs:
-            self._graphs[arch] = prepare_graph(arch, self.graph)
+            with torch.random.fork_rng():   # a throwaway model: only its prepare() is used
+                self._graphs[arch] = build_model(arch, 1, 1, 1).prepare(self.graph)
         return self._graphs[arch]
 
     def metrics(self, logits: torch.Tensor) -> Dict[str, float]:
