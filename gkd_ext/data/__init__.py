@@ -1,5 +1,6 @@
 """Datasets: loaders for the formats in ../shared/data, the registry, splits, synthetic graphs."""
 from .dataset import GraphDataset, NodeDataset, stratified_kfold, undirected_graph  # noqa: F401
+from .features import node_features  # noqa: F401
 from .heterophilous import load_heterophilous  # noqa: F401
 from .planetoid import RestrictedUnpickler, load_planetoid, restricted_load  # noqa: F401
 from .ppi import load_ppi  # noqa: F401

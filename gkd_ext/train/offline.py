@@ -9,7 +9,8 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
-from ..graph import Graph, quiet_sparse_csr
+from ..data.features import node_features  # noqa: F401  (the trainers' input features)
+from ..graph import Graph
 from ..losses import ATLoss, FitNetLoss, GCRDLoss, GSPLoss, LogitKDLoss, LSPLoss
 from ..nn import build_model
 from .common import (Tracker, load_checkpoint, metric, run_loop, save_checkpoint, set_seed,
@@ -52,23 +53,6 @@ class Split:
     train: torch.Tensor
     val: torch.Tensor
     test: torch.Tensor
-
-
-# Below this fraction of non-zeros the features are kept as sparse CSR (bag-of-words data sets
-# are 0.5-1.3% dense): the first layer's product and dropout then cost O(nnz), not O(N·F).
-SPARSE_FEATURES_BELOW = 0.1
-
-
-def node_features(x: torch.Tensor, normalize: bool = True) -> torch.Tensor:
-    """Input features as the trainers use them: non-negative (bag-of-words) rows normalised to
-    sum 1, as GCN and GAT do, and stored as sparse CSR when mostly zero. Every model takes the
-    CSR form (:func:`gkd_ext.nn.functional.feature_dropout`)."""
-    if normalize and bool((x >= 0).all()):
-        x = x / x.sum(1, keepdim=True).clamp(min=1e-12)
-    if x.dim() == 2 and x.numel() and int(torch.count_nonzero(x)) < SPARSE_FEATURES_BELOW * x.numel():
-        with quiet_sparse_csr():
-            x = x.to_sparse_csr()
-    return x
 
 
 class Task:
