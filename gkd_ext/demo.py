@@ -13,54 +13,54 @@ import time
 import torch
 
 from . import spmm
-from .data import bundled_cora, per_class_split, workload_graph
+from .data import bundled_cora, node_features, per_class_split, workload_graph
 from .nn.gcn import gcn_graph
 from .reference import spmm_torch_sparse
-from .train import set_seed
-from .train.offline import ModelSpec, OptimConfig, Split, Task, node_features, train_model
+from .train import ModelSpec, NodeTask, OptimConfig, Split, fit, make_method, obtain_teacher
+from .train.methods.alignahead import AlignaheadConfig
+
+
+def cora_task(seed: int) -> NodeTask:
+    """The bundled Cora (all 2,708 nodes) with a seeded 20/30-per-class split."""
+    data = bundled_cora()
+    return NodeTask(node_features(data.x), data.y, data.graph,
+                    Split(*per_class_split(data.y, seed=seed)), name="cora")
 
 
 def run_gcn(seeds, epochs: int, progress: bool = True):
-    data = bundled_cora()
-    x = node_features(data.x)
-    spec = ModelSpec("gcn", hidden=64, layers=2, dropout=0.8)
+    method = make_method("supervised", student=ModelSpec("gcn", hidden=64, layers=2, dropout=0.8))
     optim = OptimConfig(epochs=epochs, lr=0.01, weight_decay=5e-4, patience=100)
     accs = []
     for seed in seeds:
-        task = Task(x, data.y, data.graph, Split(*per_class_split(data.y, 20, 30, seed=seed)))
-        set_seed(seed)
-        _, res = train_model(task, spec, optim, progress=progress, desc=f"GCN cora seed {seed}")
-        accs.append(res["test"])
-    return data, accs
+        rec = fit(method, cora_task(seed), optim, seed=seed, progress=progress,
+                  desc=f"GCN cora seed {seed}").record
+        accs.append(rec["result"]["test"])
+    return bundled_cora(), accs
 
 
 def run_kd(seeds, epochs: int, progress: bool = True):
     """Each KD method next to the same student trained alone; test accuracy per seed."""
-    from .train.alignahead import AlignaheadConfig, train_alignahead
-    from .train.offline import KDConfig, get_teacher, train_student
-    data = bundled_cora()
-    x = node_features(data.x)
     optim = OptimConfig(epochs=epochs, lr=0.005, weight_decay=5e-4, patience=50)
     gat = ModelSpec("gat", 16, 3, 4, 0.6)
     teacher_spec = ModelSpec("gat", 16, 2, 8, 0.6)
     gcn = ModelSpec("gcn", 64, 2, 1, 0.5)
     rows = {k: [] for k in ("GAT students, independent", "GAT students, Alignahead",
                             "GAT teacher", "GCN alone", "GCN, G-CRD from GAT")}
+
+    def test_of(method, task, seed, **kw):
+        return fit(method, task, optim, seed=seed, progress=progress, **kw).record["result"]["test"]
     for seed in seeds:
-        task = Task(x, data.y, data.graph, Split(*per_class_split(data.y, 20, 30, seed=seed)))
-        indep = train_alignahead(task, gat, optim, AlignaheadConfig(2, a=0.0), seed=seed, progress=progress)
-        align = train_alignahead(task, gat, optim, AlignaheadConfig(2, "alignahead"), seed=seed,
-                                 progress=progress)
-        rows["GAT students, independent"].append(indep["mean_test"])
-        rows["GAT students, Alignahead"].append(align["mean_test"])
-        teacher, tres = get_teacher(task, teacher_spec, optim, progress=progress, seed=seed)
-        rows["GAT teacher"].append(tres["test"])
-        alone = train_student(task, teacher, teacher_spec, gcn, optim, KDConfig("supervised"),
-                              seed=seed, progress=progress)
-        gcrd = train_student(task, teacher, teacher_spec, gcn, optim, KDConfig("gcrd"), seed=seed,
-                             progress=progress)
-        rows["GCN alone"].append(alone["test"])
-        rows["GCN, G-CRD from GAT"].append(gcrd["test"])
+        task = cora_task(seed)
+        rows["GAT students, independent"].append(test_of(
+            make_method("alignahead", AlignaheadConfig(2, a=0.0), student=gat), task, seed))
+        rows["GAT students, Alignahead"].append(test_of(
+            make_method("alignahead", AlignaheadConfig(2, "alignahead"), student=gat), task, seed))
+        teacher = obtain_teacher(teacher_spec, task, optim, seed=seed, progress=progress)
+        rows["GAT teacher"].append(teacher.record["test"])
+        rows["GCN alone"].append(test_of(make_method("supervised", student=gcn), task, seed))
+        rows["GCN, G-CRD from GAT"].append(test_of(
+            make_method("gcrd", teacher=teacher_spec, student=gcn), task, seed,
+            teachers={"teacher": teacher.models["model"]}))
     print(f"\nDistillation on Cora, test accuracy (%), {len(list(seeds))} seed(s); "
           "students: mean of the two")
     for name, accs in rows.items():

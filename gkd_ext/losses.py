@@ -1,11 +1,20 @@
 """Distillation losses as nn.Modules (METHODS.md §1–3, §7).
 
-Each loss lives in its own section below; the modules are thin wrappers over the documented
+Every loss here has one signature, so a training loop (a PyG model's included) can swap them:
+
+    loss(student, teacher, graph=None, nodes=None) -> scalar
+
+``student`` and ``teacher`` are row-aligned tensors (logits or node representations; their
+widths may differ where the loss allows it), ``graph`` the :class:`~gkd_ext.Graph` (or a PyG
+``edge_index [2, E]``) that structure losses read and the others ignore, and ``nodes`` a bool
+mask or index tensor restricting the loss to some rows. No loss detaches anything: gradients
+reach both inputs, and the caller decides what is frozen (``teacher.detach()`` for offline KD,
+nothing for online mutual distillation). The modules are thin wrappers over the documented
 functions in :mod:`gkd_ext.functional`.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 from torch import nn
@@ -15,30 +24,56 @@ from .functional import LSP_KERNELS, LSP_REDUCTIONS, _lsp_param, contrastive_los
 from .graph import Graph
 
 Tensor = torch.Tensor
+GraphLike = Union[Graph, Tensor]
+
+
+def _rows(t: Tensor, nodes: Optional[Tensor]) -> Tensor:
+    """The rows of ``t`` selected by ``nodes`` (bool mask or index tensor; None: all)."""
+    return t if nodes is None else t[nodes]
+
+
+def as_graph(graph: Optional[GraphLike], num_nodes: int, where: str) -> Graph:
+    """A :class:`Graph` from a Graph or a PyG-style ``edge_index [2, E]`` over ``num_nodes``
+    nodes (converting sorts the edges: build a Graph once when calling in a loop)."""
+    if isinstance(graph, Graph):
+        return graph
+    if isinstance(graph, Tensor) and graph.dim() == 2 and graph.size(0) == 2:
+        return Graph.from_edge_index(graph, num_nodes)
+    raise TypeError(f"{where}: 'graph' must be a gkd_ext.Graph or an edge_index [2, E] tensor, "
+                    f"got {type(graph).__name__ if not isinstance(graph, Tensor) else list(graph.shape)}")
+
+
+class DistillLoss(nn.Module):
+    """Base class: ``forward(student, teacher, graph=None, nodes=None) -> scalar``."""
+
+    def forward(self, student: Tensor, teacher: Tensor, graph: Optional[GraphLike] = None,
+                nodes: Optional[Tensor] = None) -> Tensor:
+        raise NotImplementedError
 
 
 # ------------------------------------------------------------------ logit KD, FitNet, AT (§7)
-class LogitKDLoss(nn.Module):
-    """Hinton's logit distillation mixed with the task loss:
-    ``alpha · T² · KL(softmax(z_t/T) ‖ softmax(z_s/T)) + (1 − alpha) · CE(z_s[mask], y)``.
+class LogitKDLoss(DistillLoss):
+    """Hinton's logit distillation: ``T² · KL(softmax(z_t/T) ‖ softmax(z_s/T))`` over the rows
+    (``nodes``, default all), divided by their number (``batchmean``). The seed code divided by
+    N·C by accident, available as ``per_class_mean=True``. For multi-label tasks the KL becomes
+    BCE against ``sigmoid(z_t / T)``. Methods mix it with the task loss as
+    ``alpha · KD + (1 − alpha) · CE``.
 
-    The KL term is over all nodes given, divided by their number (``batchmean``); the seed code
-    divided by N·C by accident, available as ``per_class_mean=True``. For multi-label tasks the
-    KL becomes BCE against ``sigmoid(z_t / T)``.
+    Example:
+        >>> kd = LogitKDLoss(temperature=4.0)
+        >>> loss = 0.9 * kd(z_student, z_teacher.detach()) + 0.1 * F.cross_entropy(z_student[train], y[train])
     """
 
-    def __init__(self, alpha: float = 0.9, temperature: float = 4.0, multilabel: bool = False,
+    def __init__(self, temperature: float = 4.0, multilabel: bool = False,
                  per_class_mean: bool = False):
         super().__init__()
-        if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"LogitKDLoss: 'alpha' must lie in [0, 1], got {alpha}")
-        if temperature <= 0:
+        if not temperature > 0:
             raise ValueError(f"LogitKDLoss: 'temperature' must be > 0, got {temperature}")
-        self.alpha, self.T = alpha, temperature
-        self.multilabel, self.per_class_mean = multilabel, per_class_mean
+        self.T, self.multilabel, self.per_class_mean = temperature, multilabel, per_class_mean
 
-    def distill(self, z_s: Tensor, z_t: Tensor) -> Tensor:
-        T = self.T
+    def forward(self, z_s: Tensor, z_t: Tensor, graph: Optional[GraphLike] = None,
+                nodes: Optional[Tensor] = None) -> Tensor:
+        z_s, z_t, T = _rows(z_s, nodes), _rows(z_t, nodes), self.T
         if self.multilabel:
             return F.binary_cross_entropy_with_logits(z_s / T, torch.sigmoid(z_t / T)) * T * T
         kl = F.kl_div(F.log_softmax(z_s / T, -1), F.log_softmax(z_t / T, -1), log_target=True,
@@ -47,15 +82,8 @@ class LogitKDLoss(nn.Module):
             kl = kl / z_s.size(1)
         return kl * T * T
 
-    def forward(self, z_s: Tensor, z_t: Tensor, y: Tensor, mask: Tensor) -> Tensor:
-        if self.multilabel:
-            task = F.binary_cross_entropy_with_logits(z_s[mask], y[mask].float())
-        else:
-            task = F.cross_entropy(z_s[mask], y[mask])
-        return self.alpha * self.distill(z_s, z_t.detach()) + (1 - self.alpha) * task
 
-
-class FitNetLoss(nn.Module):
+class FitNetLoss(DistillLoss):
     """FitNet hint loss: ``MSE(normalize(W h_s), normalize(h_t))`` with a trainable linear map
     ``W`` from the student width to the teacher width (rows L2-normalised)."""
 
@@ -63,11 +91,13 @@ class FitNetLoss(nn.Module):
         super().__init__()
         self.proj = nn.Linear(student_dim, teacher_dim)
 
-    def forward(self, h_s: Tensor, h_t: Tensor) -> Tensor:
-        return F.mse_loss(F.normalize(self.proj(h_s), dim=-1), F.normalize(h_t.detach(), dim=-1))
+    def forward(self, h_s: Tensor, h_t: Tensor, graph: Optional[GraphLike] = None,
+                nodes: Optional[Tensor] = None) -> Tensor:
+        h_s, h_t = _rows(h_s, nodes), _rows(h_t, nodes)
+        return F.mse_loss(F.normalize(self.proj(h_s), dim=-1), F.normalize(h_t, dim=-1))
 
 
-class ATLoss(nn.Module):
+class ATLoss(DistillLoss):
     """Attention transfer over nodes: ``a_i = Σ_d h_id²``, ``â = a / ‖a‖₂`` over the nodes,
     loss ``MSE(â_s, â_t)``. Works across different widths."""
 
@@ -75,8 +105,9 @@ class ATLoss(nn.Module):
     def attention(h: Tensor) -> Tensor:
         return F.normalize(h.pow(2).sum(-1), dim=0)
 
-    def forward(self, h_s: Tensor, h_t: Tensor) -> Tensor:
-        return F.mse_loss(self.attention(h_s), self.attention(h_t.detach()))
+    def forward(self, h_s: Tensor, h_t: Tensor, graph: Optional[GraphLike] = None,
+                nodes: Optional[Tensor] = None) -> Tensor:
+        return F.mse_loss(self.attention(_rows(h_s, nodes)), self.attention(_rows(h_t, nodes)))
 
 
 # ---------------------------------------------------------------- GSP and G-CRD (Joshi et al.)
@@ -131,7 +162,7 @@ def _restrict_pair(where: str, h_s: Tensor, h_t: Tensor, nodes: Optional[Tensor]
     return (h_s, h_t) if idx is None else (h_s[idx], h_t[idx])
 
 
-class GCRDLoss(nn.Module):
+class GCRDLoss(DistillLoss):
     r"""Graph contrastive representation distillation (G-CRD, Joshi et al.).
 
     Trainable projection heads map student features ``h_s [n, d_s]`` and teacher features
@@ -154,12 +185,13 @@ class GCRDLoss(nn.Module):
         precision: ``"ieee"`` (default), ``"tf32"`` or ``"bf16"`` (CUDA tensor cores).
         generator: optional torch.Generator for the subsampling.
 
-    Shape: ``forward(h_s [n, d_s], h_t [n, d_t], nodes=None) -> []``; ``nodes`` is a bool mask
-    ``[n]`` or an index tensor selecting S (e.g. the training nodes).
+    Shape: ``forward(h_s [n, d_s], h_t [n, d_t], graph=None, nodes=None) -> []``; ``nodes`` is
+    a bool mask ``[n]`` or an index tensor selecting S (e.g. the training nodes); ``graph`` is
+    not read.
 
     Example:
         >>> crd = GCRDLoss(64, 256)
-        >>> loss = crd(torch.randn(100, 64), torch.randn(100, 256).detach())
+        >>> loss = crd(torch.randn(100, 64), torch.randn(100, 256))
     """
 
     def __init__(self, d_s: int, d_t: int, p: int = 256, temperature: float = 0.075,
@@ -176,7 +208,8 @@ class GCRDLoss(nn.Module):
         self.precision = precision
         self.generator = generator
 
-    def forward(self, h_s: Tensor, h_t: Tensor, nodes: Optional[Tensor] = None) -> Tensor:
+    def forward(self, h_s: Tensor, h_t: Tensor, graph: Optional[GraphLike] = None,
+                nodes: Optional[Tensor] = None) -> Tensor:
         h_s, h_t = _restrict_pair("GCRDLoss", h_s, h_t, nodes, self.max_samples, self.generator)
         z_s = nn.functional.normalize(self.proj_s(h_s), dim=1)
         z_t = nn.functional.normalize(self.proj_t(h_t), dim=1)
@@ -187,7 +220,7 @@ class GCRDLoss(nn.Module):
                 f"max_samples={self.max_samples}, precision={self.precision!r}")
 
 
-class GSPLoss(nn.Module):
+class GSPLoss(DistillLoss):
     r"""Global structure preserving loss (GSP, Joshi et al.): :func:`gkd_ext.gsp_loss` over a
     node set S, ``mean_{a,b in S} (K_s[a,b] - K_t[a,b])^2``.
 
@@ -198,7 +231,8 @@ class GSPLoss(nn.Module):
         generator: optional torch.Generator for the subsampling.
         **kernel_params: ``gamma`` for ``"rbf"`` (0.5).
 
-    Shape: ``forward(h_s [n, D_s], h_t [n, D_t], nodes=None) -> []``.
+    Shape: ``forward(h_s [n, D_s], h_t [n, D_t], graph=None, nodes=None) -> []`` (``graph`` is
+    not read).
 
     Example:
         >>> gsp = GSPLoss("rbf", gamma=0.5)
@@ -213,7 +247,8 @@ class GSPLoss(nn.Module):
         self.max_samples = _check_max_samples(max_samples)
         self.generator = generator
 
-    def forward(self, h_s: Tensor, h_t: Tensor, nodes: Optional[Tensor] = None) -> Tensor:
+    def forward(self, h_s: Tensor, h_t: Tensor, graph: Optional[GraphLike] = None,
+                nodes: Optional[Tensor] = None) -> Tensor:
         h_s, h_t = _restrict_pair("GSPLoss", h_s, h_t, nodes, self.max_samples, self.generator)
         return gsp_loss(h_s, h_t, self.kernel, **self.kernel_params)
 
@@ -222,10 +257,10 @@ class GSPLoss(nn.Module):
 
 
 # ------------------------------------------------------------------ LSP
-class LSPLoss(torch.nn.Module):
+class LSPLoss(DistillLoss):
     r"""Local structure preserving loss (Yang et al., CVPR 2020) as a module.
 
-    ``LSPLoss(kernel, reduction, **kernel_params)(graph, h_student, h_teacher)`` is
+    ``LSPLoss(kernel, reduction, **kernel_params)(h_student, h_teacher, graph)`` is
     :func:`gkd_ext.lsp_loss`: per destination node, KL(teacher || student) between the
     softmaxes of the kernel values ``k(h_i, h_j)`` over its incoming edges, fused, O(N) memory,
     deterministic backward. Kernel and parameters are validated at construction.
@@ -236,11 +271,13 @@ class LSPLoss(torch.nn.Module):
         reduction: ``node_mean`` (default), ``edge_mean``, ``sum`` or ``none``.
         **kernel_params: ``gamma`` or ``sigma``.
 
-    Shapes: ``h_student [N, D_s]``, ``h_teacher [N, D_t]`` on a square graph of N nodes.
+    Shapes: ``h_student [N, D_s]``, ``h_teacher [N, D_t]`` on a square graph of N nodes (a
+    :class:`Graph` or an ``edge_index [2, E]``). With ``nodes``, only those nodes' KL terms
+    count: ``node_mean`` averages over them, ``edge_mean`` divides by their incoming edges.
 
     Example:
         >>> loss_fn = LSPLoss("laplacian", sigma=100.0)
-        >>> loss = loss_fn(graph, h_student, h_teacher.detach())
+        >>> loss = loss_fn(h_student, h_teacher.detach(), graph)
     """
 
     def __init__(self, kernel: str = "rbf", reduction: str = "node_mean", **kernel_params):
@@ -252,9 +289,23 @@ class LSPLoss(torch.nn.Module):
         _lsp_param(kernel, kernel_params)  # raises ValueError on a bad or unknown parameter
         self.kernel, self.reduction, self.kernel_params = kernel, reduction, dict(kernel_params)
 
-    def forward(self, graph: Graph, h_student: Tensor, h_teacher: Tensor) -> Tensor:
-        return lsp_loss(graph, h_student, h_teacher, kernel=self.kernel, reduction=self.reduction,
-                        **self.kernel_params)
+    def forward(self, h_student: Tensor, h_teacher: Tensor, graph: Optional[GraphLike] = None,
+                nodes: Optional[Tensor] = None) -> Tensor:
+        if graph is None:
+            raise TypeError("LSPLoss: 'graph' is required (the loss compares neighbourhoods)")
+        graph = as_graph(graph, h_student.size(0), "LSPLoss")
+        if nodes is None:
+            return lsp_loss(graph, h_student, h_teacher, kernel=self.kernel,
+                            reduction=self.reduction, **self.kernel_params)
+        kl = lsp_loss(graph, h_student, h_teacher, kernel=self.kernel, reduction="none",
+                      **self.kernel_params)[nodes]
+        if self.reduction == "none":
+            return kl
+        if self.reduction == "node_mean":
+            return kl.sum() / max(kl.numel(), 1)
+        if self.reduction == "edge_mean":
+            return kl.sum() / max(int(graph.degree("in")[nodes].sum()), 1)
+        return kl.sum()
 
     def extra_repr(self) -> str:
         params = "".join(f", {k}={v}" for k, v in self.kernel_params.items())

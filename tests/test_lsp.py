@@ -303,8 +303,21 @@ def test_module_matches_functional(device):
     g, hs, ht = _op_args(device)
     m = LSPLoss("laplacian", "edge_mean", sigma=3.0)
     assert "sigma=3.0" in repr(m)
-    assert_close(m(g, hs, ht), lsp_loss(g, hs, ht, "laplacian", "edge_mean", sigma=3.0))
+    assert_close(m(hs, ht, g), lsp_loss(g, hs, ht, "laplacian", "edge_mean", sigma=3.0))
+    assert_close(m(hs, ht, graph=g.edge_index), m(hs, ht, graph=g))   # a PyG edge_index works
     assert gkd_ext.losses.LSPLoss is LSPLoss
+
+
+def test_module_restricted_to_nodes(device):
+    g, hs, ht = _op_args(device)
+    nodes = torch.arange(0, g.num_dst, 2, device=device)
+    per_node = lsp_loss(g, hs, ht, "rbf", "none")
+    assert_close(LSPLoss("rbf", "node_mean")(hs, ht, g, nodes=nodes), per_node[nodes].mean())
+    assert_close(LSPLoss("rbf", "sum")(hs, ht, g, nodes=nodes), per_node[nodes].sum())
+    indeg = g.degree("in")[nodes].sum().to(per_node.dtype)
+    assert_close(LSPLoss("rbf", "edge_mean")(hs, ht, g, nodes=nodes), per_node[nodes].sum() / indeg)
+    with pytest.raises(TypeError, match="'graph' is required"):
+        LSPLoss()(hs, ht)
 
 
 def test_module_bad_construction():

@@ -36,6 +36,11 @@ TU = {name.lower().replace("_", "-"): name for name in (
     "IMDB-BINARY", "IMDB-MULTI", "COLLAB", "REDDIT-BINARY", "REDDIT-MULTI-5K",
     "REDDIT-MULTI-12K")}
 
+# The sets whose literature scores ROC-AUC (binary and imbalanced: Platonov et al. 2023).
+ROC_AUC_SETS = ("minesweeper", "tolokers", "questions")
+# Families evaluated on their largest connected component by default (Shchur et al. 2018).
+LCC_FAMILIES = ("shchur",)
+
 # Generated, no file: name -> edge homophily of a contextual SBM with 10,000 nodes, 5 classes,
 # 64 features and mean degree 10, whose class means are weak enough (mean_scale) that the graph
 # matters. The seed draws the graph, the features and the 20/30-per-class split.
@@ -74,7 +79,7 @@ def _normalise(name: str) -> str:
 def _with_split(ds: NodeDataset, seed: int, lcc: bool) -> NodeDataset:
     if lcc:
         ds = ds.largest_connected_component()
-    ds.train_mask, ds.val_mask, ds.test_mask = per_class_split(ds.y, 20, 30, seed=seed)
+    ds.train_mask, ds.val_mask, ds.test_mask = per_class_split(ds.y, seed=seed)
     return ds
 
 
@@ -102,7 +107,7 @@ def dataset_path(name: str, data_dir: Union[str, os.PathLike]) -> str:
 
 
 def load_dataset(name: str, data_dir: Optional[Union[str, os.PathLike]] = None, split: int = 0,
-                 seed: int = 0, lcc: bool = False) -> Union[NodeDataset, GraphDataset]:
+                 seed: int = 0, lcc: Optional[bool] = None) -> Union[NodeDataset, GraphDataset]:
     """Load a dataset by its standard lower-case name.
 
     ``data_dir`` (default: the ``GKD_DATA`` environment variable) is a folder laid out like
@@ -111,9 +116,10 @@ def load_dataset(name: str, data_dir: Optional[Union[str, os.PathLike]] = None, 
     Without a data folder only the bundled Cora and the generated ``synthetic-csbm`` (edge
     homophily 0.8) and ``synthetic-csbm-heterophilous`` (0.2) are available.
 
-    Splits: Shchur sets get 20 train / 30 validation nodes per class drawn with ``seed``, the
-    rest test (with ``lcc=True`` on the largest connected component only, as Shchur et al.
-    evaluate); ``planetoid-*`` the public split; heterophilous sets the given mask number
+    Splits follow each family's protocol: Shchur sets get 20 train / 30 validation nodes per
+    class drawn with ``seed``, the rest test, on the largest connected component as Shchur et
+    al. evaluate (``lcc=None`` means the family's default: on for Shchur sets, off elsewhere;
+    ``lcc=False`` keeps every node); ``planetoid-*`` the public split; heterophilous sets the given mask number
     ``split`` (0..9); PPI its 20/2/2 graphs. TU sets return a :class:`GraphDataset`; build
     cross-validation folds with :func:`stratified_kfold`.
 
@@ -124,6 +130,15 @@ def load_dataset(name: str, data_dir: Optional[Union[str, os.PathLike]] = None, 
     """
     name = _normalise(name)
     family = _family(name)
+    if lcc is None:
+        lcc = family in LCC_FAMILIES
+    data = _load(name, family, data_dir, split, seed, bool(lcc))
+    if name in ROC_AUC_SETS:
+        data.metric = "roc_auc"
+    return data
+
+
+def _load(name: str, family: str, data_dir, split: int, seed: int, lcc: bool):
     if family == "synthetic":
         return csbm(homophily=SYNTHETIC[name], seed=seed, **CSBM_SIZE)
     if data_dir is None:

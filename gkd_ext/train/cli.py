@@ -1,206 +1,132 @@
-"""`python -m gkd_ext train`: run one method over several seeds and write its results."""
+"""`python -m gkd_ext train`: the command line, generated from the registered configs.
+
+`python -m gkd_ext train --method NAME --help` lists NAME's own options (its config
+dataclass), one option group per model group of the method (``--teacher``, ``--student-hidden``,
+...), the optimiser, the data and the output options, each with its default.
+"""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
-import time
-from dataclasses import asdict
 from typing import Dict, List, Optional
 
-import torch
-
 from .. import functional
-from .alignahead import PAIRINGS, AlignaheadConfig, train_alignahead
-from .common import plot_curves, set_seed, summarize, versions, write_results
-from .offline import (METHODS, KDConfig, ModelSpec, OptimConfig, Split, Task, get_teacher,
-                      node_features, train_student)
-
-ALL_METHODS = METHODS + ("alignahead",)
+from .config import ModelSpec, OptimConfig, add_options, from_options
+from .experiment import TUNE_GRID, run_experiment
+from .method import Role, get_method, method_names
+from .tasks import DataConfig
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _method_from_argv(argv: List[str]) -> str:
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--method", default="supervised")
+    known, _ = pre.parse_known_args(argv)
+    return known.method
+
+
+def build_parser(method_name: str = "supervised") -> argparse.ArgumentParser:
+    """The parser for ``method_name``: common options plus that method's own."""
+    names = method_names()
+    cls = get_method(method_name) if method_name in names else None
     p = argparse.ArgumentParser(
         prog="python -m gkd_ext train",
-        description="Train a GNN with a knowledge-distillation method over several seeds. "
-                    "Offline methods train (or load) a teacher first, then the student; "
-                    "alignahead trains M students online with no teacher.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        description="Train with a knowledge-distillation method over seeds (and folds, for "
+                    "graph classification) and write one results JSON. Methods: " +
+                    "; ".join(f"{n}: {get_method(n).summary}" for n in names) +
+                    ". `--method NAME --help` lists NAME's options.")
     g = p.add_argument_group("what to run")
-    g.add_argument("--method", choices=ALL_METHODS, default="supervised",
-                   help="supervised: the student alone; kd: logit KD; fitnet/at/lsp/gsp/gcrd: "
-                        "CE + beta*aux (KD + beta*aux with --with-kd); alignahead: online "
-                        "cross-layer KD among --num-students students")
-    g.add_argument("--dataset", default="cora",
-                   help="a dataset name (cora, citeseer, amazon-photo, coauthor-cs, chameleon, "
-                        "synthetic-csbm, ...); all but the bundled cora and the generated "
-                        "synthetic-csbm[-heterophilous] need --data-dir")
-    g.add_argument("--data-dir", default=None,
-                   help="folder with the layout of shared/data (shchur_npz/, planetoid/, ...); "
-                        "defaults to $GKD_DATA")
-    g.add_argument("--split", type=int, default=0, help="which of a dataset's fixed splits")
-    g.add_argument("--lcc", action="store_true",
-                   help="Shchur-format sets: keep only the largest connected component, as "
-                        "Shchur et al. evaluate")
-    g.add_argument("--runs", type=int, default=1, help="seeds 0..runs-1; mean ± std reported")
-    g.add_argument("--device", default="cpu", help="cpu or cuda")
+    g.add_argument("--method", choices=names, default="supervised", help="the method")
+    g.add_argument("--runs", type=_positive_int, default=1,
+                   help="seeds 0..runs-1; mean ± std reported (1)")
     g.add_argument("--impl", choices=("fused", "reference"), default="fused",
-                   help="fused gkd_ext ops, or the unfused pure-PyTorch references (same math)")
-    m = p.add_argument_group("models")
-    m.add_argument("--teacher", default="gat", help="teacher architecture (gcn, gat, sage, gin, mlp)")
-    m.add_argument("--teacher-hidden", type=int, default=64, help="teacher width per head")
-    m.add_argument("--teacher-layers", type=int, default=3, help="teacher depth")
-    m.add_argument("--teacher-heads", type=int, default=4, help="teacher attention heads (GAT)")
-    m.add_argument("--teacher-ckpt", default=None,
-                   help="teacher checkpoint path pattern ({seed} is replaced); loaded if it "
-                        "exists, else the trained teacher is saved there")
-    m.add_argument("--student", default="gcn", help="student architecture")
-    m.add_argument("--student-hidden", type=int, default=64, help="student width per head")
-    m.add_argument("--student-layers", type=int, default=2, help="student depth")
-    m.add_argument("--student-heads", type=int, default=1, help="student attention heads (GAT)")
-    m.add_argument("--dropout", type=float, default=0.5, help="dropout of every model")
-    o = p.add_argument_group("optimisation")
-    o.add_argument("--epochs", type=int, default=300)
-    o.add_argument("--lr", type=float, default=0.01)
-    o.add_argument("--weight-decay", type=float, default=5e-4)
-    o.add_argument("--patience", type=int, default=100, help="early stopping on validation")
-    o.add_argument("--teacher-epochs", type=int, default=None,
-                   help="epochs for training the teacher (default --epochs); the teacher is "
-                        "trained once per seed and is worth training to convergence")
-    o.add_argument("--teacher-lr", type=float, default=None, help="the teacher's learning rate "
-                   "(default --lr)")
-    o.add_argument("--teacher-patience", type=int, default=None,
-                   help="the teacher's early-stopping patience (default --patience)")
-    k = p.add_argument_group("distillation")
-    k.add_argument("--beta", type=float, default=None,
-                   help="weight of the auxiliary loss (default per method: fitnet/at/lsp/gsp "
-                        "100, gcrd 0.1; ten times smaller with --with-kd)")
-    k.add_argument("--with-kd", action="store_true", help="KD + beta*aux instead of CE + beta*aux")
-    k.add_argument("--alpha", type=float, default=0.9, help="logit-KD weight of the KL term")
-    k.add_argument("--kd-temperature", type=float, default=4.0, help="logit-KD temperature T")
-    k.add_argument("--lsp-kernel", default="rbf", help="LSP kernel (rbf, laplacian, cosine, poly, l2, linear)")
-    k.add_argument("--gsp-kernel", default="cosine", help="GSP kernel (cosine, poly, l2, rbf)")
-    k.add_argument("--gcrd-temperature", type=float, default=None,
-                   help="G-CRD InfoNCE temperature (default 0.075; 0.05 with --with-kd)")
-    k.add_argument("--max-samples", type=int, default=None,
-                   help="GSP/G-CRD: random nodes per step, as the paper subsampled (default all)")
-    k.add_argument("--layer-pairs", default="-1:-1",
-                   help="student:teacher hidden-layer pairs to align, comma separated")
-    a = p.add_argument_group("alignahead")
-    a.add_argument("--num-students", type=int, default=2)
-    a.add_argument("--pairing", choices=PAIRINGS, default="alignahead")
-    a.add_argument("--a", type=float, default=1.0, help="weight of the LSP term; 0 = independent")
-    a.add_argument("--sigma", type=float, default=100.0,
-                   help="laplacian kernel width exp(-|a-b|_1/sigma); the paper's 100 suits its "
-                        "feature scale (PPI), on row-normalised bag-of-words features neighbour "
-                        "distances are ~1 and sigma=100 makes the term vanish")
-    a.add_argument("--same-init", action="store_true", help="start all students from one copy")
+                   help="fused gkd_ext ops, or the unfused pure-PyTorch references (fused)")
+    g.add_argument("--tune", action="store_true",
+                   help="per run, pick lr x weight decay on validation from "
+                        f"{TUNE_GRID} (the record lists every setting tried)")
+    add_options(p, DataConfig, title="data")
+    if cls is None:
+        return p
+    for group, spec in cls.models.items():
+        add_options(p, ModelSpec, prefix=f"{group}-", defaults=spec,
+                    title=f"model '{group}' ({cls.roles[group].value})")
+    p.add_argument("--dropout", type=_unit_float, default=None,
+                   help="set the dropout of every model at once")
+    add_options(p, OptimConfig, title="optimisation of the trained models")
+    if any(r is Role.TEACHER for r in cls.roles.values()):
+        t = p.add_argument_group("teachers (frozen; trained first unless loaded)")
+        add_options(t, OptimConfig, prefix="teacher-",
+                    defaults=OptimConfig(**{f.name: None for f in dataclasses.fields(OptimConfig)}))
+        t.add_argument("--teacher-ckpt", default=None,
+                       help="teacher checkpoint path ({seed} and {run} are replaced): loaded "
+                            "if it exists, else the trained teacher is saved there")
+    add_options(p, cls.Config, title=f"method '{cls.name}'")
     r = p.add_argument_group("output")
-    r.add_argument("--out", default=None, help="results JSON path (default runs/<dataset>_<method>.json)")
+    r.add_argument("--out", default=None,
+                   help="results JSON path (default runs/<dataset>_<method>.json)")
     r.add_argument("--checkpoint-dir", default=None,
-                   help="write a resumable checkpoint per seed here; rerunning resumes")
+                   help="write a resumable checkpoint per run here; rerunning resumes, and a "
+                        "finished run returns its recorded result")
     r.add_argument("--plot", action="store_true", help="also save training curves (PNG)")
-    r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    r.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
+                   help="progress bars")
     return p
 
 
-def load_task(name: str, data_dir: Optional[str], split: int, seed: int, device,
-              lcc: bool = False) -> Task:
-    from ..data import NodeDataset, load_dataset, per_class_split
-    data = load_dataset(name, data_dir=data_dir, split=split, seed=seed, lcc=lcc)
-    if not isinstance(data, NodeDataset):
-        raise ValueError(f"dataset {name!r} is a graph-classification dataset; these trainers do "
-                         "node classification")
-    masks = getattr(data, "train_mask", None)
-    if masks is not None:
-        sp = Split(data.train_mask, data.val_mask, data.test_mask)
-    else:
-        sp = Split(*per_class_split(data.y, 20, 30, seed=seed))
-    x = node_features(data.x, normalize=not getattr(data, "multilabel", False))
-    return Task(x, data.y, data.graph, sp, multilabel=getattr(data, "multilabel", False),
-                device=torch.device(device))
+def _positive_int(text: str) -> int:
+    v = int(text)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
+    return v
 
 
-def parse_pairs(text: str):
-    try:
-        return tuple(tuple(int(v) for v in pair.split(":")) for pair in text.split(","))
-    except ValueError:
-        raise SystemExit(f"--layer-pairs: expected 'student:teacher,...' integers, got {text!r}")
+def _unit_float(text: str) -> float:
+    v = float(text)
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 1], got {v}")
+    return v
 
 
-def run(args) -> Dict:
-    if args.runs < 1:
-        raise SystemExit("--runs must be >= 1")
-    functional.set_impl(args.impl)
-    teacher_spec = ModelSpec(args.teacher, args.teacher_hidden, args.teacher_layers,
-                             args.teacher_heads, args.dropout)
-    student_spec = ModelSpec(args.student, args.student_hidden, args.student_layers,
-                             args.student_heads, args.dropout)
-    optim = OptimConfig(args.epochs, args.lr, args.weight_decay, args.patience)
-    teacher_optim = OptimConfig(args.teacher_epochs or args.epochs, args.teacher_lr or args.lr,
-                                args.weight_decay,
-                                args.teacher_patience or args.patience)
-    per_seed: List[Dict] = []
-    curves = {}
-    t_start = time.time()
-    for seed in range(args.runs):
-        task = load_task(args.dataset, args.data_dir, args.split, seed, args.device, args.lcc)
-        ckpt = (os.path.join(args.checkpoint_dir, f"{args.dataset}_{args.method}_seed{seed}.pt")
-                if args.checkpoint_dir else None)
-        t0 = time.time()
-        if args.method == "alignahead":
-            cfg = AlignaheadConfig(args.num_students, args.pairing, args.a, args.sigma,
-                                  same_init=args.same_init)
-            res = train_alignahead(task, student_spec, optim, cfg, seed=seed,
-                                   progress=not args.no_progress, checkpoint=ckpt)
-            for n, s in res["students"].items():
-                curves[f"seed{seed} {n}"] = s.pop("history")
-            entry = {"seed": seed, "test": res["mean_test"],
-                     "students": res["students"], "epoch_time_ms": res["epoch_time_ms"]}
-        else:
-            kd_cfg = KDConfig(args.method, args.beta, args.with_kd, args.alpha, args.kd_temperature,
-                              args.lsp_kernel, args.gsp_kernel, args.gcrd_temperature,
-                              args.max_samples, parse_pairs(args.layer_pairs))
-            entry = {"seed": seed}
-            if args.method == "supervised":
-                set_seed(seed)
-                from .offline import train_model
-                _, res = train_model(task, student_spec, optim, progress=not args.no_progress,
-                                      desc=f"supervised {student_spec.arch}", checkpoint=ckpt)
-            else:
-                tpath = args.teacher_ckpt.format(seed=seed) if args.teacher_ckpt else None
-                teacher, tres = get_teacher(task, teacher_spec, teacher_optim, path=tpath,
-                                            progress=not args.no_progress, seed=seed)
-                entry["teacher"] = {k: tres[k] for k in ("val", "test", "best_epoch", "epochs",
-                                                         "epoch_time_ms", "train_time_s", "loaded")
-                                    if k in tres}
-                res = train_student(task, teacher, teacher_spec, student_spec, optim, kd_cfg,
-                                    seed=seed, progress=not args.no_progress, checkpoint=ckpt)
-            curves[f"seed{seed}"] = res.pop("history")
-            entry.update({k: res[k] for k in ("val", "test", "best_epoch", "epoch_time_ms")})
-            if "beta" in res:
-                entry["beta"] = res["beta"]
-        entry["wall_s"] = time.time() - t0
-        per_seed.append(entry)
-        print(f"seed {seed}: test {entry['test'] * 100:.2f} ({entry['wall_s']:.1f} s)", flush=True)
-    tests = [e["test"] for e in per_seed]
-    summary = summarize(tests)
-    payload = {"config": vars(args), "teacher": asdict(teacher_spec), "student": asdict(student_spec),
-               "per_seed": per_seed, "test": summary, "wall_s": time.time() - t_start,
-               "versions": versions()}
-    out = args.out or os.path.join("runs", f"{args.dataset}_{args.method}.json")
-    write_results(out, payload)
-    if args.plot:
+def parse(argv: Optional[List[str]] = None):
+    """Parse ``argv`` into ``(method, data, optim, teacher_optim, namespace)``."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    ns = build_parser(_method_from_argv(argv)).parse_args(argv)
+    cls = get_method(ns.method)
+    specs: Dict[str, ModelSpec] = {}
+    for group in cls.models:
+        spec = from_options(ModelSpec, ns, prefix=f"{group}-")
+        if ns.dropout is not None:
+            spec = dataclasses.replace(spec, dropout=ns.dropout)
+        specs[group] = spec
+    method = cls(from_options(cls.Config, ns), **specs)
+    optim = from_options(OptimConfig, ns)
+    teacher_optim = None
+    if any(r is Role.TEACHER for r in cls.roles.values()):
+        given = {f.name: getattr(ns, f"teacher_{f.name}") for f in dataclasses.fields(OptimConfig)}
+        teacher_optim = dataclasses.replace(optim, **{k: v for k, v in given.items() if v is not None})
+    return method, from_options(DataConfig, ns), optim, teacher_optim, ns
+
+
+def run(argv: Optional[List[str]] = None) -> Dict:
+    method, data, optim, teacher_optim, ns = parse(argv)
+    functional.set_impl(ns.impl)
+    out = ns.out or os.path.join("runs", f"{data.dataset}_{method.name}.json")
+    payload = run_experiment(method, data, optim, runs=ns.runs, teacher_optim=teacher_optim,
+                             teacher_ckpt=getattr(ns, "teacher_ckpt", None),
+                             checkpoint_dir=ns.checkpoint_dir, out=out, tune=ns.tune,
+                             progress=ns.progress)
+    if ns.plot:
+        from .common import plot_curves
+        curves = {f"seed{r['seed']}{r['run']} {n}": s["history"] for r in payload["runs"]
+                  for n, s in r["slots"].items() if "history" in s}
         plot_curves(os.path.splitext(out)[0] + ".png", curves)
-    print(f"{args.method} on {args.dataset}: test {summary['mean'] * 100:.2f} ± "
-          f"{summary['std'] * 100:.2f} over {summary['n']} seed(s); results in {out}")
     return payload
 
 
 def main(argv=None) -> None:
-    args = build_parser().parse_args(argv)
     try:
-        run(args)
-    except (ValueError, FileNotFoundError) as exc:
+        run(argv)
+    except (ValueError, FileNotFoundError, TypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2)

@@ -1,0 +1,358 @@
+"""`fit`: the one training loop every method runs on (see :mod:`gkd_ext.train.method`)."""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import os
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Union
+
+import torch
+from torch import nn
+
+from .common import (Interrupted, git_commit, load_checkpoint, rng_state, save_checkpoint,
+                     set_rng_state, set_seed, versions)
+from .config import ModelSpec, OptimConfig, validate
+from .method import JOINT, Method, Output, Role, Setup, make_method
+from .tasks import Batch, Task, run_model
+
+Tensor = torch.Tensor
+TeacherSource = Union[nn.Module, str, None]
+
+
+# ------------------------------------------------------------------ early stopping and history
+@dataclass
+class Tracker:
+    """Per-epoch history of one slot and its metrics at the best validation epoch."""
+    patience: int
+    best_val: float = -float("inf")
+    best_test: float = float("nan")
+    best_train: float = float("nan")
+    best_epoch: int = -1
+    history: List[Dict[str, float]] = field(default_factory=list)
+
+    def update(self, epoch: int, values: Dict[str, float]) -> bool:
+        """Record an epoch; True when this slot has not improved for ``patience`` epochs."""
+        self.history.append({"epoch": epoch, **values})
+        if values["val"] > self.best_val:
+            self.best_val, self.best_test, self.best_epoch = values["val"], values["test"], epoch
+            self.best_train = values.get("train", float("nan"))
+        return epoch - self.best_epoch >= self.patience
+
+    def summary(self) -> Dict[str, Any]:
+        return {"val": self.best_val, "test": self.best_test, "train": self.best_train,
+                "best_epoch": self.best_epoch, "history": self.history}
+
+
+@dataclass
+class Fitted:
+    """What :func:`fit` returns: the result record (JSON-ready) and the trained models, each
+    holding the weights of its best validation epoch (teachers included)."""
+    record: Dict[str, Any]
+    models: Dict[str, nn.Module]
+
+
+def _jsonable(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, default=str))
+
+
+# ------------------------------------------------------------------ teachers
+def _teacher_meta(spec: ModelSpec, task: Task) -> Dict[str, Any]:
+    # The split is part of it: a teacher that saw other training labels would leak them.
+    return _jsonable({"spec": dataclasses.asdict(spec), "task": task.signature()})
+
+
+def obtain_teacher(spec: ModelSpec, task: Task, optim: OptimConfig, *, seed: int = 0,
+                   source: TeacherSource = None, progress: bool = True,
+                   desc: str = "teacher") -> Fitted:
+    """A frozen teacher for ``task``: ``source`` itself when it is a model, else loaded from
+    the checkpoint path ``source`` when that exists (checking it was trained as ``spec`` on
+    this data and split), else trained from scratch with the supervised method (seeded with
+    ``seed``) and saved to ``source`` when it is a path."""
+    meta = _teacher_meta(spec, task)
+    if isinstance(source, nn.Module):
+        model = source.to(task.device).eval()
+        return Fitted({"source": "given", **_evaluate_one(model, task)}, {"model": model})
+    if isinstance(source, str) and os.path.exists(source):
+        state = load_checkpoint(source)
+        if _jsonable(state.get("meta")) != meta:
+            raise ValueError(f"teacher checkpoint {source!r} was trained as {state.get('meta')}, "
+                             f"but this run needs {meta}; pass another teacher checkpoint or "
+                             "delete it")
+        model = task.build_model(spec).to(task.device)
+        model.load_state_dict(state["model"])
+        model.eval()
+        return Fitted({"source": f"loaded {source}", **_evaluate_one(model, task)},
+                      {"model": model})
+    fitted = fit(make_method("supervised", student=spec), task, optim, seed=seed,
+                 progress=progress, desc=desc)
+    model = fitted.models["student"].eval()
+    if isinstance(source, str):
+        save_checkpoint(source, {"meta": meta, "model": model.state_dict()})
+    rec = fitted.record
+    return Fitted({"source": "trained", **{k: rec["slots"]["student"][k] for k in
+                                          ("val", "test", "train", "best_epoch", "history")},
+                   "timings": rec["timings"]}, {"model": model})
+
+
+# ------------------------------------------------------------------ running models on batches
+class Runner:
+    """Runs models on batches, preparing each batch's inputs once per kind of model where the
+    batch recurs (``batch.key``), and caching frozen models' outputs over the whole data."""
+
+    def __init__(self, task: Task):
+        self.task = task
+        self._prepared: Dict[Any, Any] = {}
+
+    def inputs(self, model: nn.Module, batch: Batch):
+        if batch.key is None:
+            return model.prepare(batch.graph)
+        key = (batch.key, model.prepare_key())
+        if key not in self._prepared:
+            self._prepared[key] = model.prepare(batch.graph)
+        return self._prepared[key]
+
+    def forward(self, model: nn.Module, batch: Batch) -> Output:
+        logits, hidden = run_model(model, self.inputs(model, batch), batch)
+        return Output(logits, list(hidden))
+
+    @torch.no_grad()
+    def predict(self, model: nn.Module) -> Output:
+        """``model``'s outputs over the whole data, rows in global order (eval mode)."""
+        model.eval()
+        parts, target_ids, node_ids = [], [], []
+        for batch in self.task.eval_batches():
+            parts.append(self.forward(model, batch))
+            target_ids.append(batch.target_ids)
+            node_ids.append(batch.node_ids)
+        if len(parts) == 1 and target_ids[0] is None:
+            return parts[0]
+        logits = _in_order(torch.cat([p.logits for p in parts]), torch.cat(target_ids))
+        nodes = torch.cat(node_ids)
+        hidden = [_in_order(torch.cat([p.hidden[i] for p in parts]), nodes)
+                  for i in range(len(parts[0].hidden))]
+        return Output(logits, hidden)
+
+
+def _in_order(rows: Tensor, ids: Tensor) -> Tensor:
+    out = torch.empty_like(rows)
+    out[ids] = rows
+    return out
+
+
+def _gather(out: Output, batch: Batch) -> Output:
+    """The rows of whole-data outputs that ``batch`` covers."""
+    if batch.target_ids is None and batch.node_ids is None:
+        return out
+    logits = out.logits if batch.target_ids is None else out.logits[batch.target_ids]
+    hidden = out.hidden if batch.node_ids is None else [h[batch.node_ids] for h in out.hidden]
+    return Output(logits, hidden)
+
+
+def _evaluate_one(model: nn.Module, task: Task) -> Dict[str, float]:
+    return task.score(Runner(task).predict(model).logits)
+
+
+# ------------------------------------------------------------------ the loop
+def fit(method: Method, task: Task, optim: Optional[OptimConfig] = None, *, seed: int = 0,
+        teacher_optim: Optional[OptimConfig] = None,
+        teachers: Optional[Dict[str, TeacherSource]] = None,
+        checkpoint: Optional[str] = None, progress: bool = True, desc: Optional[str] = None,
+        interrupt_after: Optional[int] = None) -> Fitted:
+    """Train ``method`` on ``task`` and return its :class:`Fitted` record and models.
+
+    - Frozen teachers come from ``teachers[slot]`` (a model, or a checkpoint path loaded if
+      present, else written after training) or are trained here with the supervised method
+      and ``teacher_optim`` (default ``optim``); their outputs are computed once and cached.
+    - Every trained slot gets its model (seeded with ``seed``), the trainable loss parts the
+      method's ``setup`` gives it, and one Adam optimiser; its validation metric is tracked
+      each epoch and it stops improving after ``optim.patience`` epochs; training ends when
+      every slot has stopped (or at ``optim.epochs``); each model ends with the weights of its
+      best validation epoch.
+    - With ``checkpoint``, the whole state is written atomically after every epoch, and a rerun
+      resumes from it and ends exactly as an uninterrupted run; a checkpoint of a finished run
+      returns its recorded result; one written with other settings is refused, naming them.
+
+    The record: ``{method, seed, task, metric, config, optim, slots: {name: {role, spec, val,
+    test, best_epoch, history, ...}}, result: {val, test}, timings, versions, commit}``.
+    """
+    wall0 = time.perf_counter()
+    optim = validate(optim or OptimConfig())
+    teacher_optim = validate(teacher_optim or optim)
+    teachers = dict(teachers or {})
+    slots = method.participants()
+    unknown = sorted(set(teachers) - {n for n, s in slots.items() if s.role is Role.TEACHER})
+    if unknown:
+        raise ValueError(f"fit: 'teachers' names {unknown}, but the teacher slots of method "
+                         f"{method.name!r} are {[n for n, s in slots.items() if not s.trained]}")
+    runner = Runner(task)
+
+    # Frozen teachers: trained or loaded, then run once over the data.
+    frozen: Dict[str, nn.Module] = {}
+    frozen_records: Dict[str, Dict[str, Any]] = {}
+    t0 = time.perf_counter()
+    for name, slot in slots.items():
+        if not slot.trained:
+            got = obtain_teacher(slot.spec, task, teacher_optim, seed=seed,
+                                 source=teachers.get(name), progress=progress, desc=f"{name} "
+                                 f"{slot.spec.arch}")
+            frozen[name], frozen_records[name] = got.models["model"], got.record
+    teacher_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    cached = {name: runner.predict(model) for name, model in frozen.items()}
+    cache_s = time.perf_counter() - t0
+
+    # Trained slots: models, the method's loss parts, one optimiser each.
+    set_seed(seed)
+    trained = [n for n, s in slots.items() if s.trained]
+    models = {n: task.build_model(slots[n].spec).to(task.device) for n in trained}
+    dims = {n: m.hidden_dims for n, m in {**frozen, **models}.items()}
+    parts = {n: p.to(task.device) for n, p in
+             method.setup(Setup(task, models, dims)).items()}
+    optimizers = {n: torch.optim.Adam(list(models[n].parameters()) +
+                                      (list(parts[n].parameters()) if n in parts else []),
+                                      lr=optim.lr, weight_decay=optim.weight_decay)
+                  for n in trained}
+    trackers = {n: Tracker(optim.patience) for n in trained}
+    settings = _jsonable({"method": method.describe(), "optim": dataclasses.asdict(optim),
+                          "seed": seed, "task": task.signature(),
+                          "teachers": {n: _teacher_meta(slots[n].spec, task) for n in frozen}})
+
+    def train_epoch() -> Dict[str, float]:
+        sums: Dict[str, float] = defaultdict(float)
+        count = 0
+        for batch in task.train_batches():
+            fixed = {n: _gather(out, batch) for n, out in cached.items()}
+            if method.schedule == JOINT:
+                for m in list(models.values()) + list(parts.values()):
+                    m.train()
+                for opt in optimizers.values():
+                    opt.zero_grad()
+                out = {**fixed, **{n: runner.forward(models[n], batch) for n in trained}}
+                losses, logs = method.step(out, batch, trained)
+                sum(losses.values()).backward()
+                for opt in optimizers.values():
+                    opt.step()
+            else:
+                losses, logs = {}, {}
+                for learner in trained:
+                    out = dict(fixed)
+                    if method.uses_peers():
+                        with torch.no_grad():
+                            for n in trained:
+                                if n != learner:
+                                    models[n].eval()
+                                    out[n] = runner.forward(models[n], batch)
+                    models[learner].train()
+                    if learner in parts:
+                        parts[learner].train()
+                    optimizers[learner].zero_grad()
+                    out[learner] = runner.forward(models[learner], batch)
+                    step_losses, step_logs = method.step(out, batch, [learner])
+                    step_losses[learner].backward()
+                    optimizers[learner].step()
+                    losses[learner] = step_losses[learner]
+                    logs.update(step_logs)
+            for n, loss in losses.items():
+                sums[f"loss_{n}"] += loss.item()
+            for k, v in logs.items():
+                sums[k] += float(v)
+            count += 1
+        return {k: v / max(count, 1) for k, v in sums.items()}
+
+    def evaluate() -> Dict[str, Dict[str, float]]:
+        logits = {n: runner.predict(models[n]).logits for n in trained}
+        return {n: task.score(z) for n, z in logits.items()}
+
+    start, train_time, best = 0, 0.0, {}
+    finished = False
+    if checkpoint and os.path.exists(checkpoint):
+        state = load_checkpoint(checkpoint)
+        _check_settings(checkpoint, state.get("settings"), settings)
+        for n in trained:
+            models[n].load_state_dict(state["modules"][n])
+            optimizers[n].load_state_dict(state["optimizers"][n])
+            trackers[n] = Tracker(**state["trackers"][n])
+        for n, p in parts.items():
+            p.load_state_dict(state["parts"][n])
+        best = state["best"]
+        set_rng_state(state["rng"])
+        start, train_time, finished = state["epoch"] + 1, state["train_time"], state["finished"]
+
+    from tqdm.auto import tqdm
+    bar = tqdm(range(start, optim.epochs), desc=desc or method.name,
+               disable=not progress or finished, dynamic_ncols=True, initial=start,
+               total=optim.epochs)
+    epoch = start - 1
+    for epoch in ([] if finished else bar):
+        if interrupt_after is not None and epoch >= interrupt_after:
+            raise Interrupted(f"stopped before epoch {epoch}")
+        t_epoch = time.perf_counter()
+        logs = train_epoch()
+        train_time += time.perf_counter() - t_epoch
+        stop = True
+        for n, values in evaluate().items():
+            before = trackers[n].best_epoch
+            stop &= trackers[n].update(epoch, {**values, **logs})
+            if trackers[n].best_epoch != before:
+                best[n] = copy.deepcopy(models[n].state_dict())
+        bar.set_postfix({n: f"{t.best_test:.3f}" for n, t in trackers.items()}, refresh=False)
+        finished = stop or epoch + 1 >= optim.epochs
+        if checkpoint:
+            save_checkpoint(checkpoint, {
+                "settings": settings, "finished": finished, "epoch": epoch,
+                "train_time": train_time, "rng": rng_state(), "best": best,
+                "modules": {n: m.state_dict() for n, m in models.items()},
+                "parts": {n: p.state_dict() for n, p in parts.items()},
+                "optimizers": {n: o.state_dict() for n, o in optimizers.items()},
+                "trackers": {n: dataclasses.asdict(t) for n, t in trackers.items()}})
+        if stop:
+            break
+    bar.close()
+    for n, weights in best.items():
+        models[n].load_state_dict(weights)
+    for m in models.values():
+        m.eval()
+
+    epochs = max((t.history[-1]["epoch"] + 1 for t in trackers.values() if t.history), default=0)
+    slot_records: Dict[str, Any] = {}
+    for n, slot in slots.items():
+        rec = {"role": slot.role.value, "spec": dataclasses.asdict(slot.spec)}
+        rec.update(trackers[n].summary() if slot.trained else frozen_records[n])
+        slot_records[n] = rec
+    reported = method.reported()
+    record = {
+        "method": method.name, "seed": seed, "task": task.describe(), "metric": task.metric,
+        "config": method.describe(), "optim": dataclasses.asdict(optim),
+        "slots": slot_records,
+        "result": {k: sum(slot_records[n][k] for n in reported) / len(reported)
+                   for k in ("val", "test")},
+        "timings": {"epochs": epochs, "train_time_s": train_time,
+                    "epoch_time_ms": 1e3 * train_time / max(epochs, 1),
+                    "teacher_s": teacher_s, "teacher_inference_s": cache_s,
+                    "wall_s": time.perf_counter() - wall0},
+        "versions": versions(), "commit": git_commit()}
+    return Fitted(_jsonable(record), {**frozen, **models})
+
+
+def _check_settings(path: str, saved: Optional[Dict[str, Any]], now: Dict[str, Any]) -> None:
+    if saved is None:
+        raise ValueError(f"checkpoint {path!r} records no run settings (written by an older "
+                         "version); delete it to train afresh")
+    if saved == now:
+        return
+    diffs: List[str] = []
+
+    def walk(a, b, where):
+        if isinstance(a, dict) and isinstance(b, dict):
+            for k in sorted(set(a) | set(b)):
+                walk(a.get(k), b.get(k), f"{where}.{k}" if where else k)
+        elif a != b:
+            diffs.append(f"{where}: checkpoint {a!r}, this run {b!r}")
+    walk(saved, now, "")
+    raise ValueError(f"checkpoint {path!r} was written by a run with other settings ("
+                     + "; ".join(diffs[:8]) + ("; ..." if len(diffs) > 8 else "")
+                     + "); delete it or use another checkpoint path to train afresh")
