@@ -7,7 +7,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 import torch
 
-from ..graph import Graph
+from ..graph import Graph, quiet_sparse_csr
 
 Tensor = torch.Tensor
 
@@ -28,6 +28,42 @@ def undirected_graph(src, dst, num_nodes: int) -> Graph:
     key = torch.unique(s[keep] * max(num_nodes, 1) + d[keep])
     return Graph.from_edge_index(torch.stack([key // max(num_nodes, 1), key % max(num_nodes, 1)]),
                                  num_nodes)
+
+
+def csr_features(data: np.ndarray, indices: np.ndarray, indptr: np.ndarray,
+                 shape: Tuple[int, int]) -> Tensor:
+    """Node features as a float32 ``torch.sparse_csr`` tensor ``[rows, cols]`` (int64 indices)
+    built straight from scipy-style CSR arrays, already checked by
+    :func:`gkd_ext.data.safe_io.check_csr`. Column indices are sorted within each row and
+    duplicates summed (scipy's canonical form, which torch's CSR invariants and
+    :class:`~gkd_ext.graph.Graph` expect). Memory O(rows + nnz); nothing dense is built."""
+    import scipy.sparse as sp
+    m = sp.csr_matrix((np.asarray(data, dtype=np.float32), indices, indptr), shape=shape)
+    if not m.has_canonical_format:
+        m.sum_duplicates()
+    crow = torch.from_numpy(m.indptr.astype(np.int64))
+    col = torch.from_numpy(m.indices.astype(np.int64))
+    with quiet_sparse_csr():
+        return torch.sparse_csr_tensor(crow, col, torch.from_numpy(m.data), tuple(shape))
+
+
+def select_rows(x: Tensor, index: Tensor) -> Tensor:
+    """Rows ``index`` (int64 ``[K]``, each in ``[0, x.size(0))``) of a strided or sparse-CSR
+    ``x``, in the same layout. A CSR ``x`` is never densified: O(K + nnz of the kept rows)."""
+    index = torch.as_tensor(index, dtype=torch.long, device=x.device).reshape(-1)
+    if x.layout != torch.sparse_csr:
+        return x[index]
+    crow, col, val = x.crow_indices(), x.col_indices(), x.values()
+    start = crow[index]
+    count = crow[index + 1] - start
+    new_crow = torch.cat([torch.zeros(1, dtype=crow.dtype, device=crow.device),
+                          torch.cumsum(count, 0).to(crow.dtype)])
+    # Position in the old values of each kept entry: its rank inside the new rows, shifted by
+    # where its row started in the old ones.
+    pos = torch.arange(int(new_crow[-1]), dtype=crow.dtype, device=crow.device) + \
+        torch.repeat_interleave(start - new_crow[:-1], count)
+    with quiet_sparse_csr():
+        return torch.sparse_csr_tensor(new_crow, col[pos], val[pos], (index.numel(), x.size(1)))
 
 
 def connected_components(graph: Graph) -> Tensor:
@@ -57,6 +93,10 @@ def connected_components(graph: Graph) -> Tensor:
 class NodeDataset:
     """A node-classification graph: features ``x [N, F]``, labels ``y``, and ``graph``
     (symmetrised, no self-loops; each model's ``prepare`` adds what it needs).
+
+    ``x`` is float32, strided or ``torch.sparse_csr``: loaders of sparse-format features
+    (Shchur npz, Planetoid) return CSR built from the stored arrays, never a dense ``N x F``;
+    :func:`gkd_ext.data.node_features` and every model take either layout.
 
     ``y`` is int64 ``[N]`` for single-label data, or float ``[N, C]`` of 0/1 with
     ``multilabel=True`` (PPI). ``train_mask``/``val_mask``/``test_mask`` are boolean ``[N]``
@@ -109,10 +149,10 @@ class NodeDataset:
 
         def sel(t):
             return None if t is None else t[mask]
-        return NodeDataset(self.name, self.x[mask], self.y[mask], graph, sel(self.train_mask),
+        return NodeDataset(self.name, select_rows(self.x, mask.nonzero().view(-1)), self.y[mask],
+                           graph, sel(self.train_mask),
                            sel(self.val_mask), sel(self.test_mask), self.multilabel,
                            sel(self.graph_id), self.metric)
-
 
     def largest_connected_component(self) -> "NodeDataset":
         """The dataset restricted to its largest connected component, as Shchur et al.
@@ -172,7 +212,7 @@ class GraphDataset:
         keep = new_id[ei[0]] >= 0
         graph = Graph.from_edge_index(new_id[ei[:, keep]], nodes.numel())
         batch = torch.repeat_interleave(torch.arange(index.numel()), counts[index])
-        return graph, self.x[nodes], batch, self.y[index]
+        return graph, select_rows(self.x, nodes), batch, self.y[index]
 
 
 def stratified_kfold(y: Tensor, n_folds: int = 10, seed: int = 0) -> List[Tuple[Tensor, Tensor]]:
