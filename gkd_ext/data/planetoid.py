@@ -64,6 +64,13 @@ def _reconstruct(subtype, shape, typecode):
     return _Array()
 
 
+def _latin1_bytes(text, encoding="latin1"):
+    """``_codecs.encode``, as Python 3 writes bytes into protocol-2 pickles, for latin-1 only."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise UnsafePickleError("_codecs.encode is allowed only as (str, 'latin1')")
+    return text.encode("latin1")
+
+
 _ALLOWED = {
     ("scipy.sparse.csr", "csr_matrix"): _CSR,
     ("scipy.sparse._csr", "csr_matrix"): _CSR,
@@ -74,6 +81,7 @@ _ALLOWED = {
     ("collections", "defaultdict"): collections.defaultdict,
     ("__builtin__", "list"): list,
     ("builtins", "list"): list,
+    ("_codecs", "encode"): _latin1_bytes,
 }
 # Opcodes that would reach outside the stream: persistent ids, the copyreg extension registry,
 # out-of-band buffers.
@@ -84,13 +92,14 @@ _MEMO_OPS = {"PUT", "BINPUT", "LONG_BINPUT"}
 def _refuse(module: str, name: str):
     raise UnsafePickleError(
         f"refusing to load global '{module}.{name}': Planetoid files may only reference "
-        "scipy.sparse csr_matrix, numpy _reconstruct/ndarray/dtype, collections.defaultdict "
-        "and list")
+        "scipy.sparse csr_matrix, numpy _reconstruct/ndarray/dtype, collections.defaultdict, "
+        "list and _codecs.encode (latin-1)")
 
 
 class RestrictedUnpickler(pickle.Unpickler):
     """An unpickler that can only build what Planetoid files hold: scipy CSR matrices, numpy
-    arrays and dtypes, ``collections.defaultdict`` and ``list``. Any other global
+    arrays and dtypes, ``collections.defaultdict`` and ``list`` (and latin-1 bytes, which is
+    how Python 3 writes ``bytes`` into protocol-2 pickles). Any other global
     (``os.system``, ``builtins.eval``, ...) raises :class:`UnsafePickleError` before it is
     resolved. The allowed numpy/scipy names resolve to inert stand-ins (see the module doc);
     :func:`restricted_load` turns them into real objects after checking them."""
@@ -414,7 +423,9 @@ def load_planetoid(root: Union[str, os.PathLike], name: str) -> NodeDataset:
     # Ids run from len(allx) on; ids of the range missing from test.index (CiteSeer's isolated
     # nodes) become empty rows, at most as many as the nodes ind.<name>.graph lists.
     if n_test and (min(ids) != n_allx or max(ids) - n_allx + 1 - n_test > len(graph)):
-        raise ti.error(tname, f"ids lie in [{min(ids)}, {max(ids)}]; expected the smallest to be "
+        lo, hi = (str(v) if len(str(v)) < 24 else f"a {len(str(v))}-digit number"
+                  for v in (min(ids), max(ids)))
+        raise ti.error(tname, f"ids lie in [{lo}, {hi}]; expected the smallest to be "
                               f"{n_allx} (right after the {n_allx} rows of {fname['allx']}) and "
                               f"the largest below {n_allx + n_test + len(graph)} (ids missing from "
                               f"the list may not outnumber the {len(graph)} nodes of "

@@ -61,8 +61,12 @@ class Where:
         return f"{self.path!r}" + (f" (member {self.member!r})" if self.member else "")
 
     def error(self, field: Optional[str], message: str) -> DataFormatError:
+        """The error for ``field`` (an array, a key; None or the file's own name for the whole
+        file): "<loader>: '<path>': '<field>': <message>"."""
         where = f"{self.loader}: {self}"
-        return DataFormatError(f"{where}: {field!r}: {message}" if field else f"{where}: {message}")
+        if field is None or (self.member is None and field == os.path.basename(self.path)):
+            return DataFormatError(f"{where}: {message}")
+        return DataFormatError(f"{where}: {field!r}: {message}")
 
 
 def max_expansion() -> float:

@@ -33,11 +33,12 @@ def _read_table(path: str, dtype, where: Where) -> np.ndarray:
     except ValueError:
         flat = None
     if flat is None or flat.size != cols * len(lines):
-        kind = "integers" if np.dtype(dtype).kind == "i" else "numbers"
+        integer = np.dtype(dtype).kind == "i"
+        kind = "integers" if integer else "numbers"
         bad = next((i for i, ln in enumerate(lines, 1)
                     if len(ln.replace(",", " ").split()) != cols), None)
-        detail = f"line {bad} has a different number of columns than line 1 ({cols})" \
-            if bad else "it holds an entry that is not a number of that kind"
+        detail = f"line {bad} has a different number of columns than line 1 ({cols})" if bad \
+            else f"holds an entry that is not {'an integer' if integer else 'a number'}"
         raise where.error(field, f"{detail}; expected {cols} {kind} per line")
     return flat.reshape(len(lines), cols)
 
