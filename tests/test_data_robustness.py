@@ -577,6 +577,7 @@ def ppi_cases(d: Path) -> List[Case]:
     folder("labels-object", "train_labels.npy", npy_bytes(np.zeros((5, 6), object)), ("object",))
     folder("labels-rows", "train_labels.npy", npy_bytes(np.zeros((4, 6))), ("one per row",))
     folder("labels-values", "train_labels.npy", npy_bytes(np.full((5, 6), 7)), ("0/1",))
+    folder("labels-nan", "valid_labels.npy", npy_bytes(np.full((3, 6), np.nan)), ("0/1",))
     folder("graph-id-float", "test_graph_id.npy", npy_bytes(np.array([4.0, 4.0])), ("dtype",))
     folder("graph-id-count", "test_graph_id.npy", npy_bytes(np.array([4, 4, 4])), ("one per row",))
     folder("json-invalid", "valid_graph.json", b'{"nodes": [', ("JSON",))

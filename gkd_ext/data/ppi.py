@@ -95,7 +95,7 @@ def load_ppi(root: Union[str, os.PathLike]) -> NodeDataset:
             raise Where(_LOADER, paths["labels.npy"]).error(
                 f"{split}_labels.npy", f"has {y.shape[0]} rows; expected {n}, one per row of "
                                        f"{split}_feats.npy")
-        if y.size and (float(y.min()) < 0 or float(y.max()) > 1):
+        if bool(((y != 0) & (y != 1)).any()):   # NaN included
             raise Where(_LOADER, paths["labels.npy"]).error(
                 f"{split}_labels.npy", "holds values outside {0, 1}; expected multi-label 0/1")
         gid = read_npy(paths["graph_id.npy"], _LOADER, kinds=INTEGER, ndim=(1, 2)).reshape(-1)
