@@ -56,7 +56,10 @@ def test_shchur_npz_symmetrised_without_self_loops(tmp_path):
     ds = load_shchur_npz(tmp_path / "tiny.npz")
     assert isinstance(ds, NodeDataset) and ds.name == "tiny"
     assert edge_set(ds.graph) == undirected(ADJ_PAIRS)
-    np.testing.assert_array_equal(ds.x.numpy(), feats)
+    # attr_* CSR arrays load as a float32 sparse CSR x, built from the stored arrays
+    assert ds.x.layout == torch.sparse_csr and ds.x.dtype == torch.float32
+    assert ds.x.shape == (5, 3) and ds.num_features == 3 and ds.x._nnz() == int(feats.sum())
+    np.testing.assert_array_equal(ds.x.to_dense().numpy(), feats)
     assert ds.y.tolist() == [0, 1, 2, 1, 0] and ds.y.dtype == torch.int64
 
 
@@ -68,7 +71,7 @@ def test_shchur_zip_with_object_class_names(tmp_path):
         zf.write(tmp_path / "ms_academic_cs.npz", "inner/ms_academic_cs.npz")
     ds = load_shchur_npz(folder / "coauthor-cs.zip")
     assert edge_set(ds.graph) == undirected(ADJ_PAIRS)
-    ds = load_dataset("coauthor-cs", tmp_path / "data", seed=3)
+    ds = load_dataset("coauthor-cs", tmp_path / "data", seed=3, lcc=False)
     assert ds.name == "coauthor-cs" and ds.num_nodes == 5
     train, val, test = ds.masks()
     assert not (train & val).any() and bool((train | val | test).all())
@@ -101,11 +104,13 @@ def test_planetoid_public_split_and_padding(tmp_path):
     allx, tx = write_planetoid(tmp_path)
     ds = load_planetoid(tmp_path, "tiny")
     assert ds.num_nodes == 10 and ds.num_classes == 3
-    np.testing.assert_array_equal(ds.x[:6].numpy(), allx)
-    # tx row i belongs to the i-th id of test.index (9, 6, 8); id 7 is a zero row.
+    assert ds.x.layout == torch.sparse_csr and ds.x.dtype == torch.float32
+    x = ds.x.to_dense()
+    np.testing.assert_array_equal(x[:6].numpy(), allx)
+    # tx row i belongs to the i-th id of test.index (9, 6, 8); id 7 is an empty row.
     for row, node in enumerate([9, 6, 8]):
-        np.testing.assert_array_equal(ds.x[node].numpy(), tx[row])
-    assert not ds.x[7].any()
+        np.testing.assert_array_equal(x[node].numpy(), tx[row])
+    assert not x[7].any() and int(ds.x.crow_indices()[8] - ds.x.crow_indices()[7]) == 0
     assert ds.y.tolist() == [0, 1, 2, 0, 1, 2, 1, 0, 0, 2]
     train, val, test = ds.masks()
     assert train.nonzero().view(-1).tolist() == [0, 1, 2]
@@ -290,7 +295,7 @@ def test_ppi_raw(tmp_path, links_key):
 def test_ppi_bad_files(tmp_path):
     write_ppi(tmp_path / "ppi")
     np.save(tmp_path / "ppi" / "valid_feats.npy", np.zeros((4, 4), np.float32))
-    with pytest.raises(ValueError, match="valid files disagree"):
+    with pytest.raises(ValueError, match=r"valid_labels\.npy.*expected 4, one per row of valid_feats"):
         load_ppi(tmp_path / "ppi")
     os.remove(tmp_path / "ppi" / "test_graph_id.npy")
     with pytest.raises(FileNotFoundError, match="test_graph_id.npy"):
@@ -331,16 +336,16 @@ def test_registry_names_and_env(tmp_path, monkeypatch):
     assert ds.name == "squirrel-filtered" and ds.num_nodes == 6
     assert load_dataset("MUTAG").num_graphs == 3
     # cora falls back to the bundled copy when the folder lacks it
-    assert load_dataset("cora").num_nodes == 2708
+    assert load_dataset("cora", lcc=False).num_nodes == 2708
 
 
 def test_bundled_cora_default(monkeypatch):
     monkeypatch.delenv("GKD_DATA", raising=False)
-    ds = load_dataset("cora", seed=1)
+    ds = load_dataset("cora", seed=1, lcc=False)
     assert ds.num_nodes == 2708 and ds.graph.num_edges == 10556
     train, val, _ = ds.masks()
     assert int(train.sum()) == 140 and int(val.sum()) == 210
-    other = load_dataset("cora", seed=2)
+    other = load_dataset("cora", seed=2, lcc=False)
     assert not torch.equal(train, other.train_mask)
     assert bundled_cora().train_mask is None
 
@@ -374,7 +379,7 @@ HETERO_COUNTS = {"chameleon": (2277, 31371, 2325, 5, 1092), "squirrel-filtered":
 @pytest.mark.parametrize("name", list(SHCHUR_COUNTS))
 def test_real_shchur(name):
     n, e, f, c = SHCHUR_COUNTS[name]
-    ds = load_dataset(name, SHARED)
+    ds = load_dataset(name, SHARED, lcc=False)
     assert (ds.num_nodes, ds.graph.num_edges, ds.num_features, ds.num_classes) == (n, e, f, c)
 
 
@@ -386,7 +391,8 @@ def test_real_planetoid():
     cite = load_dataset("planetoid-citeseer", SHARED)
     assert cite.num_nodes == 3327 and cite.num_features == 3703 and cite.num_classes == 6
     assert [int(m.sum()) for m in cite.masks()] == [120, 500, 1000]
-    zero_rows = (cite.x.abs().sum(1) == 0) & ~cite.test_mask
+    assert cite.x.layout == torch.sparse_csr and cite.x._nnz() == 105165
+    zero_rows = (cite.x.crow_indices().diff() == 0) & ~cite.test_mask
     assert int(zero_rows[2312:].sum()) == 15  # the padded isolated test ids
 
 
@@ -436,6 +442,9 @@ def test_load_dataset_lcc_split(monkeypatch):
     monkeypatch.delenv("GKD_DATA", raising=False)
     ds = load_dataset("cora", seed=0, lcc=True)
     assert ds.num_nodes == 2485   # Shchur et al., Table 1
+    # the Shchur family's protocol is the default; other families keep every node
+    assert load_dataset("cora", seed=0).num_nodes == 2485
+    assert load_dataset("synthetic-csbm", seed=0).num_nodes == 10_000
     train, val, test = ds.masks()
     assert int(train.sum()) == 140 and int(val.sum()) == 210 and int(test.sum()) == 2485 - 350
 
@@ -453,3 +462,38 @@ def test_registry_synthetic_csbm(monkeypatch):
     assert "synthetic-csbm" in dataset_names()["synthetic"]
     with pytest.raises(ValueError, match="generated"):
         dataset_path("synthetic-csbm", ".")
+
+
+def test_csr_features_subgraph_and_collate():
+    from gkd_ext.data import csr_features, select_rows
+    rng = np.random.default_rng(3)
+    dense = (rng.random((9, 6)) < 0.3) * rng.integers(1, 5, (9, 6)).astype(np.float32)
+    m = sp.csr_matrix(dense)
+    # unsorted columns and a duplicate entry are canonicalised (sorted, summed)
+    data, indices, indptr = m.data.copy(), m.indices.copy(), m.indptr.copy()
+    r = int(np.argmax(np.diff(indptr)))
+    lo, hi = indptr[r], indptr[r + 1]
+    indices[lo:hi], data[lo:hi] = indices[lo:hi][::-1].copy(), data[lo:hi][::-1].copy()
+    x = csr_features(data, indices, indptr, dense.shape)
+    assert x.layout == torch.sparse_csr and x.dtype == torch.float32
+    np.testing.assert_array_equal(x.to_dense().numpy(), dense)
+    cols = x.col_indices()
+    for row in range(9):
+        seg = cols[x.crow_indices()[row]:x.crow_indices()[row + 1]]
+        assert torch.equal(seg, seg.sort().values)
+    idx = torch.tensor([7, 0, 7, 3])
+    torch.testing.assert_close(select_rows(x, idx).to_dense(), torch.from_numpy(dense)[idx])
+    assert select_rows(x, torch.zeros(0, dtype=torch.long)).shape == (0, 6)
+    # subgraph / largest component keep CSR and agree with the dense dataset
+    g = undirected_graph([0, 1, 2, 4, 5, 6], [1, 2, 3, 5, 6, 7], 9)
+    y = torch.arange(9) % 3
+    sparse_ds = NodeDataset("s", x, y, g)
+    dense_ds = NodeDataset("d", torch.from_numpy(dense), y, g)
+    for a, b in ((sparse_ds.largest_connected_component(), dense_ds.largest_connected_component()),
+                 (sparse_ds.subgraph(y != 1), dense_ds.subgraph(y != 1))):
+        assert a.x.layout == torch.sparse_csr and a.num_features == 6
+        torch.testing.assert_close(a.x.to_dense(), b.x)
+        assert edge_set(a.graph) == edge_set(b.graph) and torch.equal(a.y, b.y)
+    gd = GraphDataset("g", x, g, torch.tensor([0, 0, 0, 0, 1, 1, 1, 1, 2]), torch.tensor([0, 1, 0]))
+    _, xb, _, _ = gd.collate([2, 0])
+    torch.testing.assert_close(xb.to_dense(), torch.from_numpy(dense)[[8, 0, 1, 2, 3]])

@@ -7,7 +7,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 import torch
 
-from ..graph import Graph
+from ..graph import Graph, quiet_sparse_csr
 
 Tensor = torch.Tensor
 
@@ -28,6 +28,53 @@ def undirected_graph(src, dst, num_nodes: int) -> Graph:
     key = torch.unique(s[keep] * max(num_nodes, 1) + d[keep])
     return Graph.from_edge_index(torch.stack([key // max(num_nodes, 1), key % max(num_nodes, 1)]),
                                  num_nodes)
+
+
+def csr_features(data: np.ndarray, indices: np.ndarray, indptr: np.ndarray,
+                 shape: Tuple[int, int]) -> Tensor:
+    """Node features as a float32 ``torch.sparse_csr`` tensor ``[rows, cols]`` (int64 indices)
+    built straight from scipy-style CSR arrays, already checked by
+    :func:`gkd_ext.data.safe_io.check_csr`. Column indices are sorted within each row and
+    duplicates summed (the canonical form that torch's CSR invariants and
+    :class:`~gkd_ext.graph.Graph` expect); already-canonical input, as published files are,
+    is taken as is. Memory O(rows + nnz); nothing dense is built."""
+    rows = int(shape[0])
+    data = np.asarray(data, dtype=np.float32)
+    indices = np.asarray(indices, dtype=np.int64)
+    indptr = np.asarray(indptr, dtype=np.int64)
+    if indices.size > 1:
+        row_of = np.repeat(np.arange(rows, dtype=np.int64), np.diff(indptr))
+        if bool(np.any((row_of[1:] == row_of[:-1]) & (indices[1:] <= indices[:-1]))):
+            order = np.lexsort((indices, row_of))
+            row_of, indices, data = row_of[order], indices[order], data[order]
+            first = np.ones(indices.size, dtype=bool)
+            first[1:] = (row_of[1:] != row_of[:-1]) | (indices[1:] != indices[:-1])
+            starts = np.flatnonzero(first)
+            data, indices, row_of = np.add.reduceat(data, starts), indices[starts], row_of[starts]
+            indptr = np.zeros(rows + 1, dtype=np.int64)
+            np.cumsum(np.bincount(row_of, minlength=rows), out=indptr[1:])
+    with quiet_sparse_csr():
+        return torch.sparse_csr_tensor(torch.from_numpy(indptr), torch.from_numpy(indices),
+                                       torch.from_numpy(data), (rows, int(shape[1])))
+
+
+def select_rows(x: Tensor, index: Tensor) -> Tensor:
+    """Rows ``index`` (int64 ``[K]``, each in ``[0, x.size(0))``) of a strided or sparse-CSR
+    ``x``, in the same layout. A CSR ``x`` is never densified: O(K + nnz of the kept rows)."""
+    index = torch.as_tensor(index, dtype=torch.long, device=x.device).reshape(-1)
+    if x.layout != torch.sparse_csr:
+        return x[index]
+    crow, col, val = x.crow_indices(), x.col_indices(), x.values()
+    start = crow[index]
+    count = crow[index + 1] - start
+    new_crow = torch.cat([torch.zeros(1, dtype=crow.dtype, device=crow.device),
+                          torch.cumsum(count, 0).to(crow.dtype)])
+    # Position in the old values of each kept entry: its rank inside the new rows, shifted by
+    # where its row started in the old ones.
+    pos = torch.arange(int(new_crow[-1]), dtype=crow.dtype, device=crow.device) + \
+        torch.repeat_interleave(start - new_crow[:-1], count)
+    with quiet_sparse_csr():
+        return torch.sparse_csr_tensor(new_crow, col[pos], val[pos], (index.numel(), x.size(1)))
 
 
 def connected_components(graph: Graph) -> Tensor:
@@ -57,6 +104,10 @@ def connected_components(graph: Graph) -> Tensor:
 class NodeDataset:
     """A node-classification graph: features ``x [N, F]``, labels ``y``, and ``graph``
     (symmetrised, no self-loops; each model's ``prepare`` adds what it needs).
+
+    ``x`` is float32, strided or ``torch.sparse_csr``: loaders of sparse-format features
+    (Shchur npz, Planetoid) return CSR built from the stored arrays, never a dense ``N x F``;
+    :func:`gkd_ext.data.node_features` and every model take either layout.
 
     ``y`` is int64 ``[N]`` for single-label data, or float ``[N, C]`` of 0/1 with
     ``multilabel=True`` (PPI). ``train_mask``/``val_mask``/``test_mask`` are boolean ``[N]``
@@ -109,10 +160,10 @@ class NodeDataset:
 
         def sel(t):
             return None if t is None else t[mask]
-        return NodeDataset(self.name, self.x[mask], self.y[mask], graph, sel(self.train_mask),
+        return NodeDataset(self.name, select_rows(self.x, mask.nonzero().view(-1)), self.y[mask],
+                           graph, sel(self.train_mask),
                            sel(self.val_mask), sel(self.test_mask), self.multilabel,
                            sel(self.graph_id), self.metric)
-
 
     def largest_connected_component(self) -> "NodeDataset":
         """The dataset restricted to its largest connected component, as Shchur et al.
@@ -172,7 +223,7 @@ class GraphDataset:
         keep = new_id[ei[0]] >= 0
         graph = Graph.from_edge_index(new_id[ei[:, keep]], nodes.numel())
         batch = torch.repeat_interleave(torch.arange(index.numel()), counts[index])
-        return graph, self.x[nodes], batch, self.y[index]
+        return graph, select_rows(self.x, nodes), batch, self.y[index]
 
 
 def stratified_kfold(y: Tensor, n_folds: int = 10, seed: int = 0) -> List[Tuple[Tensor, Tensor]]:
