@@ -185,9 +185,6 @@ class GraphTask(Task):
         self.rows = {"train": torch.as_tensor(train).long(), "val": torch.as_tensor(val).long(),
                      "test": torch.as_tensor(test).long()}
         self.batch_size, self.readout = batch_size, readout
-        counts = torch.bincount(dataset.batch, minlength=dataset.num_graphs)
-        self._ptr = torch.zeros(dataset.num_graphs + 1, dtype=torch.long)
-        torch.cumsum(counts, 0, out=self._ptr[1:])
         self._eval: List[Batch] = []
 
     def build_model(self, spec: ModelSpec) -> nn.Module:
@@ -207,9 +204,7 @@ class GraphTask(Task):
 
     def collate(self, graph_ids: Tensor, key: Optional[Hashable] = None) -> Batch:
         graph, x, index, y = self.data.collate(graph_ids)
-        nodes = torch.cat([torch.arange(int(self._ptr[g]), int(self._ptr[g + 1]))
-                           for g in graph_ids.tolist()]) if graph_ids.numel() else \
-            torch.zeros(0, dtype=torch.long)
+        nodes = self.data.node_ids(graph_ids)
         dev = self.device
         return Batch(graph.to(dev), x.to(dev), y.to(dev), node_ids=nodes.to(dev),
                      target_ids=graph_ids.to(dev), pool=Pool(index.to(dev), graph_ids.numel()),
