@@ -14,6 +14,7 @@ functions in :mod:`gkd_ext.functional`.
 """
 from __future__ import annotations
 
+import math
 from typing import Optional, Union
 
 import torch
@@ -310,3 +311,147 @@ class LSPLoss(DistillLoss):
     def extra_repr(self) -> str:
         params = "".join(f", {k}={v}" for k, v in self.kernel_params.items())
         return f"kernel={self.kernel!r}, reduction={self.reduction!r}{params}"
+
+
+# ------------------------------------------------------------------ graph mutual learning (§5)
+def confidence_features(logits: Tensor) -> Tensor:
+    """Per row of ``logits [n, C]``: ``(entropy / log C, max probability, margin)`` of its
+    softmax, each in [0, 1] (the margin is the top probability minus the second)."""
+    logp = F.log_softmax(logits, -1)
+    p = logp.exp()
+    C = logits.size(-1)
+    entropy = -(p * logp).sum(-1) / max(math.log(C), 1e-12)
+    top = p.topk(min(2, C), dim=-1).values
+    margin = top[..., 0] - top[..., 1] if C > 1 else torch.zeros_like(top[..., 0])
+    return torch.stack([entropy, top[..., 0], margin], -1)
+
+
+class AdaptiveLogitWeighting(nn.Module):
+    r"""The adaptive logit weighting (ALW) unit of graph mutual learning (METHODS.md §5).
+
+    From each peer's confidence features :math:`\phi(z_j[v])` (:func:`confidence_features`
+    of its detached logits) it gives a weight logit :math:`s_{j,v} = w\cdot\phi(z_j[v]) + b`
+    per peer and node, and a node-wise temperature
+    :math:`T_v = T_{min} + (T_{max} - T_{min})\,\sigma(u\cdot\bar\phi(v) + c)` from the peers'
+    mean features. Initialised at zero: uniform weights and the middle temperature.
+
+    ``forward(logits: list of K [n, C]) -> (scores [K, n], T [n])``.
+    """
+
+    def __init__(self, t_min: float = 1.0, t_max: float = 4.0):
+        super().__init__()
+        if not 0 < t_min <= t_max:
+            raise ValueError(f"AdaptiveLogitWeighting: need 0 < t_min <= t_max, got {t_min}, {t_max}")
+        self.t_min, self.t_max = float(t_min), float(t_max)
+        self.score = nn.Linear(3, 1)
+        self.temperature = nn.Linear(3, 1)
+        for lin in (self.score, self.temperature):
+            nn.init.zeros_(lin.weight)
+            nn.init.zeros_(lin.bias)
+
+    def forward(self, logits):
+        phi = torch.stack([confidence_features(z.detach()) for z in logits])    # [K, n, 3]
+        scores = self.score(phi).squeeze(-1)
+        gate = torch.sigmoid(self.temperature(phi.mean(0)).squeeze(-1))
+        return scores, self.t_min + (self.t_max - self.t_min) * gate
+
+    def extra_repr(self) -> str:
+        return f"t_min={self.t_min}, t_max={self.t_max}"
+
+
+class MutualLoss(nn.Module):
+    r"""Graph mutual learning over K peers (METHODS.md §5): the loss of every peer k,
+
+    .. math:: L_k = \mathrm{CE}(z_k, y) + \lambda_{kd}\,\mathrm{KL}(q_{-k} \,\|\, p_k^T)
+              - \lambda_{ent}\,H(p_k^T),
+
+    with :math:`p_k^T = \mathrm{softmax}(z_k / T_v)` and the target
+    :math:`q_{-k} = \mathrm{softmax}(\sum_{j \ne k} \alpha_{j,v} z_j / T_v)` built from the
+    *detached* logits of the other peers (as deep mutual learning does). With ``adaptive``, the
+    weights :math:`\alpha_{\cdot,v}` (a softmax over the other peers) and :math:`T_v` come from
+    a trainable :class:`AdaptiveLogitWeighting` unit, which receives gradients through the
+    targets and the temperature; without it the weights are uniform and ``T = temperature``
+    everywhere (``lambda_ent = 0`` then gives deep mutual learning with the peers' averaged
+    logits as target, exactly DML for K = 2).
+
+    The entropy term is subtracted, so ``lambda_ent > 0`` rewards peers for keeping their
+    softened predictions spread out (a confidence penalty that keeps what they exchange
+    informative); a negative value would sharpen them. The KL and entropy terms are means over
+    the rows (all nodes, or ``nodes``); the cross-entropy covers ``rows`` of ``target`` (None:
+    all rows; no target: no CE term). Each peer's KL has no :math:`T^2` factor (the temperature
+    is bounded and learnt, so the scale is left to ``lambda_kd``).
+
+    ``forward(logits: list of K [n, C], target=None, rows=None, nodes=None) -> [K]``: the K
+    peers' losses; ``.sum().backward()`` trains all peers (and the unit) in one step.
+
+    Example:
+        >>> mutual = MutualLoss(3)
+        >>> losses = mutual([gcn_logits, gat_logits, sage_logits], y, train_mask)
+        >>> losses.sum().backward()
+    """
+
+    def __init__(self, num_peers: int, lambda_kd: float = 1.0, lambda_ent: float = 0.1,
+                 adaptive: bool = True, temperature: float = 1.0, t_min: float = 1.0,
+                 t_max: float = 4.0):
+        super().__init__()
+        if int(num_peers) != num_peers or num_peers < 2:
+            raise ValueError(f"MutualLoss: 'num_peers' must be an integer >= 2, got {num_peers}")
+        for name, v in (("lambda_kd", lambda_kd), ("lambda_ent", lambda_ent),
+                        ("temperature", temperature)):
+            if not math.isfinite(v):
+                raise ValueError(f"MutualLoss: '{name}' must be finite, got {v}")
+        if lambda_kd < 0:
+            raise ValueError(f"MutualLoss: 'lambda_kd' must be >= 0, got {lambda_kd}")
+        if not temperature > 0:
+            raise ValueError(f"MutualLoss: 'temperature' must be > 0, got {temperature}")
+        self.num_peers, self.lambda_kd, self.lambda_ent = int(num_peers), lambda_kd, lambda_ent
+        self.temperature = float(temperature)
+        self.alw = AdaptiveLogitWeighting(t_min, t_max) if adaptive else None
+
+    def weights(self, logits):
+        """``(alpha [K, K, n], T [n])``: ``alpha[k, j, v]``, the weight of peer j in peer k's
+        target at node v (0 for j = k, each ``alpha[k, :, v]`` sums to 1), and the temperature."""
+        K, n = len(logits), logits[0].size(0)
+        if self.alw is not None:
+            scores, T = self.alw(logits)
+        else:
+            scores = logits[0].new_zeros(K, n)
+            T = logits[0].new_full((n,), self.temperature)
+        eye = torch.eye(K, dtype=torch.bool, device=scores.device)
+        masked = scores.unsqueeze(0).expand(K, K, n).masked_fill(eye.unsqueeze(-1), float("-inf"))
+        return torch.softmax(masked, dim=1), T
+
+    def forward(self, logits, target: Optional[Tensor] = None, rows: Optional[Tensor] = None,
+                nodes: Optional[Tensor] = None, return_parts: bool = False):
+        self._check(logits)
+        alpha, T = self.weights(logits)
+        z = torch.stack(list(logits))                                 # [K, n, C]
+        targets = torch.einsum("kjn,jnc->knc", alpha, z.detach())     # the others, weighted
+        Tc = T.unsqueeze(-1)
+        log_q = F.log_softmax(targets / Tc, -1)
+        log_p = F.log_softmax(z / Tc, -1)
+        kl = (log_q.exp() * (log_q - log_p)).sum(-1)                  # [K, n]
+        entropy = -(log_p.exp() * log_p).sum(-1)
+        if nodes is not None:
+            kl, entropy = kl[:, nodes], entropy[:, nodes]
+        losses = self.lambda_kd * kl.mean(1) - self.lambda_ent * entropy.mean(1)
+        if target is not None:
+            ce = torch.stack([F.cross_entropy(_rows(zk, rows), _rows(target, rows)) for zk in logits])
+            losses = ce + losses
+        if return_parts:
+            return losses, {"kl": kl.mean(1).detach(), "entropy": entropy.mean(1).detach()}
+        return losses
+
+    def _check(self, logits) -> None:
+        if not isinstance(logits, (list, tuple)) or len(logits) != self.num_peers:
+            raise ValueError(f"MutualLoss: expected a list of {self.num_peers} peers' logits, got "
+                             f"{len(logits) if isinstance(logits, (list, tuple)) else type(logits).__name__}")
+        shapes = [tuple(z.shape) for z in logits]
+        if any(len(s) != 2 for s in shapes) or len(set(shapes)) != 1:
+            raise ValueError(f"MutualLoss: every peer's logits must have the same shape [n, C] "
+                             f"(same nodes, same number of classes), got {shapes}")
+
+    def extra_repr(self) -> str:
+        return (f"num_peers={self.num_peers}, lambda_kd={self.lambda_kd}, "
+                f"lambda_ent={self.lambda_ent}, adaptive={self.alw is not None}"
+                + ("" if self.alw is not None else f", temperature={self.temperature}"))

@@ -196,3 +196,27 @@ def lsp_reference_dgl(graph: Graph, h_s: Tensor, h_t: Tensor, kernel: str = "lap
     per_edge = log_p_t.exp() * (log_p_t - log_p_s)
     per_node = per_edge.new_zeros(n).index_add(0, row, per_edge)
     return _lsp_reduce(per_node, graph.num_edges, reduction)
+
+
+def mutual_reference(logits, alpha: Tensor, T: Tensor, lambda_kd: float, lambda_ent: float,
+                     target: Optional[Tensor] = None, rows: Optional[Tensor] = None) -> Tensor:
+    """The graph-mutual-learning losses of K peers written out peer by peer and node by node
+    (the oracle of :class:`gkd_ext.losses.MutualLoss`): ``alpha[k, j, v]`` weighs peer j's
+    detached logits in peer k's target at node v, ``T [n]`` the temperatures. Returns ``[K]``."""
+    K, n = len(logits), logits[0].size(0)
+    out = []
+    for k in range(K):
+        kl_sum = logits[k].new_zeros(())
+        ent_sum = logits[k].new_zeros(())
+        for v in range(n):
+            mixed = sum(alpha[k, j, v] * logits[j][v].detach() for j in range(K) if j != k)
+            q = torch.softmax(mixed / T[v], -1)
+            log_p = torch.log_softmax(logits[k][v] / T[v], -1)
+            kl_sum = kl_sum + (q * (q.log() - log_p)).sum()
+            ent_sum = ent_sum - (log_p.exp() * log_p).sum()
+        loss = lambda_kd * kl_sum / n - lambda_ent * ent_sum / n
+        if target is not None:
+            z, y = (logits[k], target) if rows is None else (logits[k][rows], target[rows])
+            loss = loss + torch.nn.functional.cross_entropy(z, y)
+        out.append(loss)
+    return torch.stack(out)

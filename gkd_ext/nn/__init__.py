@@ -1,5 +1,6 @@
 """GNN layers and models built on the gkd_ext ops, and the model factory."""
 from .base import GraphModel, plain_graph, remove_self_loops, self_loop_graph  # noqa: F401
+from .ensemble import Ensemble, mean_probability_logits  # noqa: F401
 from .functional import edge_softmax, global_pool  # noqa: F401
 from .gat import GAT, GATConv  # noqa: F401
 from .gcn import GCN, GCNConv, gcn_graph  # noqa: F401
@@ -9,7 +10,7 @@ from .models import MODEL_NAMES, build_model, canonical_model_name  # noqa: F401
 from .readout import GraphClassifier, Pool  # noqa: F401
 from .sage import GraphSAGE, SAGEConv  # noqa: F401
 
-__all__ = ["GraphModel", "plain_graph", "remove_self_loops", "self_loop_graph", "edge_softmax",
+__all__ = ["GraphModel", "Ensemble", "mean_probability_logits", "plain_graph", "remove_self_loops", "self_loop_graph", "edge_softmax",
            "global_pool", "GAT", "GATConv", "GCN", "GCNConv", "gcn_graph", "GIN", "GINConv",
            "MLP", "MODEL_NAMES", "build_model", "canonical_model_name", "GraphClassifier", "Pool",
            "GraphSAGE", "SAGEConv"]

@@ -5,6 +5,7 @@ import inspect
 from typing import Optional
 
 from .base import GraphModel
+from .ensemble import Ensemble
 from .gat import GAT
 from .gcn import GCN
 from .gin import GIN
@@ -19,6 +20,7 @@ _MODELS = {
     "sage-pool": (GraphSAGE, {"aggr": "pool"}),
     "gin": (GIN, {}),
     "mlp": (MLP, {}),
+    "ensemble": (Ensemble, {}),
 }
 _ALIASES = {"graphsage": "sage", "sage-mean": "sage", "graphsage-pool": "sage-pool"}
 
@@ -38,7 +40,7 @@ def build_model(name: str, in_dim: int, hidden: int, out_dim: int, num_layers: i
                 heads: Optional[int] = None, dropout: Optional[float] = None,
                 **kwargs) -> GraphModel:
     """Build a model by name: ``gcn``, ``gat``, ``sage`` (mean; alias ``graphsage``,
-    ``sage-mean``), ``sage-pool``, ``gin``, ``mlp``.
+    ``sage-mean``), ``sage-pool``, ``gin``, ``mlp``, ``ensemble`` (``members=[spec dicts]``).
 
     ``hidden`` is the width of a hidden layer (per head for GAT, whose hidden layers are
     ``heads * hidden`` wide). ``heads`` is used by GAT only and ignored by the others, so one

@@ -60,7 +60,8 @@ def build_parser(method_name: str = "supervised") -> argparse.ArgumentParser:
                     defaults=OptimConfig(**{f.name: None for f in dataclasses.fields(OptimConfig)}))
         t.add_argument("--teacher-ckpt", default=None,
                        help="teacher checkpoint path ({seed} and {run} are replaced): loaded "
-                            "if it exists, else the trained teacher is saved there")
+                            "if it exists, else the trained teacher is saved there; with "
+                            "--teacher saved, the architecture it records is used")
     add_options(p, cls.Config, title=f"method '{cls.name}'")
     r = p.add_argument_group("output")
     r.add_argument("--out", default=None,
@@ -68,6 +69,9 @@ def build_parser(method_name: str = "supervised") -> argparse.ArgumentParser:
     r.add_argument("--checkpoint-dir", default=None,
                    help="write a resumable checkpoint per run here; rerunning resumes, and a "
                         "finished run returns its recorded result")
+    r.add_argument("--save-models", default=None, metavar="DIR",
+                   help="save every trained model (and an ensemble method's cohort) here, each "
+                        "loadable as a teacher: --teacher saved --teacher-ckpt FILE")
     r.add_argument("--plot", action="store_true", help="also save training curves (PNG)")
     r.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
                    help="progress bars")
@@ -115,7 +119,7 @@ def run(argv: Optional[List[str]] = None) -> Dict:
     payload = run_experiment(method, data, optim, runs=ns.runs, teacher_optim=teacher_optim,
                              teacher_ckpt=getattr(ns, "teacher_ckpt", None),
                              checkpoint_dir=ns.checkpoint_dir, out=out, tune=ns.tune,
-                             progress=ns.progress)
+                             progress=ns.progress, save_models=ns.save_models)
     if ns.plot:
         from .common import plot_curves
         curves = {f"seed{r['seed']}{r['run']} {n}": s["history"] for r in payload["runs"]

@@ -9,8 +9,8 @@ import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .common import summarize, versions, write_results
-from .config import OptimConfig
-from .fit import fit, obtain_teacher
+from .config import ModelSpec, OptimConfig
+from .fit import Fitted, fit, obtain_teacher, save_model
 from .method import Method, Role
 from .tasks import DataConfig, build_tasks
 
@@ -36,14 +36,16 @@ def run_experiment(method: Method, data: DataConfig, optim: OptimConfig, *, runs
                    teacher_optim: Optional[OptimConfig] = None, teacher_ckpt: Optional[str] = None,
                    checkpoint_dir: Optional[str] = None, out: Optional[str] = None,
                    tune: bool = False, progress: bool = True, seeds: Optional[Sequence[int]] = None,
-                   log=print) -> Dict[str, Any]:
+                   save_models: Optional[str] = None, log=print) -> Dict[str, Any]:
     """Fit ``method`` for seeds ``0..runs-1`` (or ``seeds``), on every task of each seed (one per
     node dataset, one per fold of a graph dataset), and write the results to ``out``.
 
     With ``tune``, each run tries every :data:`TUNE_GRID` setting of ``optim`` and keeps the
     one with the best validation metric (the teachers are trained once per run, before the
     search); the record says what was tried. ``teacher_ckpt`` and the checkpoint file names
-    may use ``{seed}`` and ``{run}`` (the fold).
+    may use ``{seed}`` and ``{run}`` (the fold). With ``save_models`` (a folder), every trained
+    model is saved there as a loadable teacher (``<dataset>_<method>_seed<seed>_<slot>.pt``;
+    the cohort of an ensemble method also as ``..._ensemble.pt``).
     """
     t_start = time.time()
     seeds = list(range(runs)) if seeds is None else list(seeds)
@@ -60,13 +62,18 @@ def run_experiment(method: Method, data: DataConfig, optim: OptimConfig, *, runs
                         if teacher_ckpt}
             t0 = time.time()
             if tune:
-                record = _tuned(method, task, optim, teacher_optim, teachers, seed, ckpt,
+                fitted = _tuned(method, task, optim, teacher_optim, teachers, seed, ckpt,
                                 progress, label)
             else:
-                record = fit(method, task, optim, seed=seed, teacher_optim=teacher_optim,
+                fitted = fit(method, task, optim, seed=seed, teacher_optim=teacher_optim,
                              teachers=teachers, checkpoint=ckpt, progress=progress,
-                             desc=f"{method.name} {label}").record
+                             desc=f"{method.name} {label}")
+            record = fitted.record
             record["run"] = run
+            if save_models:
+                record["saved"] = _save(fitted, method, task, save_models,
+                                        f"{task.name}_{method.name}_seed{seed}"
+                                        f"{'_' + run if run else ''}")
             records.append(record)
             log(f"{label}: test {record['result']['test'] * 100:.2f} "
                 f"({record['metric']}, {time.time() - t0:.1f} s)", flush=True)
@@ -89,6 +96,23 @@ def run_experiment(method: Method, data: DataConfig, optim: OptimConfig, *, runs
     return payload
 
 
+def _save(fitted: Fitted, method: Method, task, folder: str, stem: str) -> Dict[str, str]:
+    saved = {}
+    trained = {n: s.spec for n, s in method.participants().items() if s.trained}
+    for name, spec in trained.items():
+        saved[name] = os.path.join(folder, f"{stem}_{name}.pt")
+        save_model(saved[name], spec, fitted.models[name], task)
+    if method.ensemble:
+        members = [dataclasses.asdict(spec) for spec in trained.values()]
+        spec = ModelSpec("ensemble", options={"members": members})
+        model = task.build_model(spec)
+        for member, name in zip(model.members, trained):
+            member.load_state_dict(fitted.models[name].state_dict())
+        saved["ensemble"] = os.path.join(folder, f"{stem}_ensemble.pt")
+        save_model(saved["ensemble"], spec, model, task)
+    return saved
+
+
 def _tuned(method, task, optim, teacher_optim, teachers, seed, ckpt, progress, label):
     frozen = {}
     for name, slot in method.participants().items():
@@ -99,11 +123,11 @@ def _tuned(method, task, optim, teacher_optim, teachers, seed, ckpt, progress, l
     tried: List[Tuple[Dict[str, float], Dict[str, Any]]] = []
     for i, candidate in enumerate(tune_candidates(optim)):
         c_ckpt = None if ckpt is None else f"{os.path.splitext(ckpt)[0]}_tune{i}.pt"
-        rec = fit(method, task, candidate, seed=seed, teachers=frozen, checkpoint=c_ckpt,
-                  progress=progress, desc=f"{method.name} {label} tune {i}").record
-        tried.append(({k: getattr(candidate, k) for k in TUNE_GRID}, rec))
-    best_setting, best = max(tried, key=lambda t: t[1]["result"]["val"])
-    best["tuned"] = {"chosen": best_setting,
-                     "tried": [{**s, "val": r["result"]["val"], "test": r["result"]["test"]}
-                               for s, r in tried]}
+        got = fit(method, task, candidate, seed=seed, teachers=frozen, checkpoint=c_ckpt,
+                  progress=progress, desc=f"{method.name} {label} tune {i}")
+        tried.append(({k: getattr(candidate, k) for k in TUNE_GRID}, got))
+    best_setting, best = max(tried, key=lambda t: t[1].record["result"]["val"])
+    best.record["tuned"] = {"chosen": best_setting,
+                            "tried": [{**s, "val": f.record["result"]["val"],
+                                       "test": f.record["result"]["test"]} for s, f in tried]}
     return best

@@ -43,8 +43,11 @@ class Tracker:
         return epoch - self.best_epoch >= self.patience
 
     def summary(self) -> Dict[str, Any]:
+        """The metrics at the best validation epoch, that epoch's whole history entry (losses
+        and the method's diagnostics) as ``at_best``, and the history."""
+        at_best = next((h for h in self.history if h["epoch"] == self.best_epoch), {})
         return {"val": self.best_val, "test": self.best_test, "train": self.best_train,
-                "best_epoch": self.best_epoch, "history": self.history}
+                "best_epoch": self.best_epoch, "at_best": at_best, "history": self.history}
 
 
 @dataclass
@@ -60,9 +63,19 @@ def _jsonable(obj: Any) -> Any:
 
 
 # ------------------------------------------------------------------ teachers
+# A teacher spec with this architecture takes the architecture a saved model records.
+SAVED = "saved"
+
+
 def _teacher_meta(spec: ModelSpec, task: Task) -> Dict[str, Any]:
     # The split is part of it: a teacher that saw other training labels would leak them.
     return _jsonable({"spec": dataclasses.asdict(spec), "task": task.signature()})
+
+
+def save_model(path: str, spec: ModelSpec, model: nn.Module, task: Task) -> None:
+    """Save ``model`` so that it can be loaded as a teacher for ``task``: its weights, the
+    spec that builds it and the data and split it was trained on."""
+    save_checkpoint(path, {"meta": _teacher_meta(spec, task), "model": model.state_dict()})
 
 
 def obtain_teacher(spec: ModelSpec, task: Task, optim: OptimConfig, *, seed: int = 0,
@@ -70,14 +83,20 @@ def obtain_teacher(spec: ModelSpec, task: Task, optim: OptimConfig, *, seed: int
                    desc: str = "teacher") -> Fitted:
     """A frozen teacher for ``task``: ``source`` itself when it is a model, else loaded from
     the checkpoint path ``source`` when that exists (checking it was trained as ``spec`` on
-    this data and split), else trained from scratch with the supervised method (seeded with
-    ``seed``) and saved to ``source`` when it is a path."""
-    meta = _teacher_meta(spec, task)
+    this data and split; ``spec.arch == "saved"`` takes the spec the checkpoint records, e.g.
+    a model or an ensemble saved by ``--save-models``), else trained from scratch with the
+    supervised method (seeded with ``seed``) and saved to ``source`` when it is a path."""
     if isinstance(source, nn.Module):
         model = source.to(task.device).eval()
         return Fitted({"source": "given", **_evaluate_one(model, task)}, {"model": model})
+    if spec.arch == SAVED and not (isinstance(source, str) and os.path.exists(source)):
+        raise ValueError(f"teacher architecture {SAVED!r} loads a saved model, but the teacher "
+                         f"checkpoint {source!r} does not exist")
     if isinstance(source, str) and os.path.exists(source):
         state = load_checkpoint(source)
+        if spec.arch == SAVED and isinstance(state.get("meta"), dict):
+            spec = ModelSpec(**state["meta"]["spec"])
+        meta = _teacher_meta(spec, task)
         if _jsonable(state.get("meta")) != meta:
             raise ValueError(f"teacher checkpoint {source!r} was trained as {state.get('meta')}, "
                              f"but this run needs {meta}; pass another teacher checkpoint or "
@@ -85,13 +104,13 @@ def obtain_teacher(spec: ModelSpec, task: Task, optim: OptimConfig, *, seed: int
         model = task.build_model(spec).to(task.device)
         model.load_state_dict(state["model"])
         model.eval()
-        return Fitted({"source": f"loaded {source}", **_evaluate_one(model, task)},
-                      {"model": model})
+        return Fitted({"source": f"loaded {source}", "spec": dataclasses.asdict(spec),
+                       **_evaluate_one(model, task)}, {"model": model})
     fitted = fit(make_method("supervised", student=spec), task, optim, seed=seed,
                  progress=progress, desc=desc)
     model = fitted.models["student"].eval()
     if isinstance(source, str):
-        save_checkpoint(source, {"meta": meta, "model": model.state_dict()})
+        save_model(source, spec, model, task)
     rec = fitted.record
     return Fitted({"source": "trained", **{k: rec["slots"]["student"][k] for k in
                                           ("val", "test", "train", "best_epoch", "history")},
@@ -168,7 +187,8 @@ def fit(method: Method, task: Task, optim: Optional[OptimConfig] = None, *, seed
       present, else written after training) or are trained here with the supervised method
       and ``teacher_optim`` (default ``optim``); their outputs are computed once and cached.
     - Every trained slot gets its model (seeded with ``seed``), the trainable loss parts the
-      method's ``setup`` gives it, and one Adam optimiser; its validation metric is tracked
+      method's ``setup`` gives it, and one Adam optimiser (a part shared by every learner gets
+      its own, stepped with each learner); its validation metric is tracked
       each epoch and it stops improving after ``optim.patience`` epochs; training ends when
       every slot has stopped (or at ``optim.epochs``); each model ends with the weights of its
       best validation epoch.
@@ -177,7 +197,8 @@ def fit(method: Method, task: Task, optim: Optional[OptimConfig] = None, *, seed
       returns its recorded result; one written with other settings is refused, naming them.
 
     The record: ``{method, seed, task, metric, config, optim, slots: {name: {role, spec, val,
-    test, best_epoch, history, ...}}, result: {val, test}, timings, versions, commit}``.
+    test, best_epoch, history, ...}}, combined: {name: ...} (the method's combined predictions,
+    e.g. an ensemble), result: {val, test}, timings, versions, commit}``.
     """
     wall0 = time.perf_counter()
     optim = validate(optim or OptimConfig())
@@ -212,11 +233,15 @@ def fit(method: Method, task: Task, optim: Optional[OptimConfig] = None, *, seed
     dims = {n: m.hidden_dims for n, m in {**frozen, **models}.items()}
     parts = {n: p.to(task.device) for n, p in
              method.setup(Setup(task, models, dims)).items()}
-    optimizers = {n: torch.optim.Adam(list(models[n].parameters()) +
+    # A part named after a trained slot joins its optimiser; any other part (a unit every
+    # learner's loss trains, such as GML's weighting unit) has its own, stepped at every step.
+    shared = [n for n in parts if n not in models]
+    optimizers = {n: torch.optim.Adam((list(models[n].parameters()) if n in models else []) +
                                       (list(parts[n].parameters()) if n in parts else []),
                                       lr=optim.lr, weight_decay=optim.weight_decay)
-                  for n in trained}
+                  for n in trained + shared}
     trackers = {n: Tracker(optim.patience) for n in trained}
+    combined_trackers: Dict[str, Tracker] = {}
     settings = _jsonable({"method": method.describe(), "optim": dataclasses.asdict(optim),
                           "seed": seed, "task": task.signature(),
                           "teachers": {n: _teacher_meta(slots[n].spec, task) for n in frozen}})
@@ -233,6 +258,8 @@ def fit(method: Method, task: Task, optim: Optional[OptimConfig] = None, *, seed
                     opt.zero_grad()
                 out = {**fixed, **{n: runner.forward(models[n], batch) for n in trained}}
                 losses, logs = method.step(out, batch, trained)
+                # Each learner's loss reaches only its own parameters (the method detaches
+                # what it takes from the others), so one backward of the sum is every step.
                 sum(losses.values()).backward()
                 for opt in optimizers.values():
                     opt.step()
@@ -247,13 +274,16 @@ def fit(method: Method, task: Task, optim: Optional[OptimConfig] = None, *, seed
                                     models[n].eval()
                                     out[n] = runner.forward(models[n], batch)
                     models[learner].train()
-                    if learner in parts:
-                        parts[learner].train()
-                    optimizers[learner].zero_grad()
+                    for n in [learner] + shared:
+                        if n in parts:
+                            parts[n].train()
+                    for n in [learner] + shared:
+                        optimizers[n].zero_grad()
                     out[learner] = runner.forward(models[learner], batch)
                     step_losses, step_logs = method.step(out, batch, [learner])
                     step_losses[learner].backward()
-                    optimizers[learner].step()
+                    for n in [learner] + shared:
+                        optimizers[n].step()
                     losses[learner] = step_losses[learner]
                     logs.update(step_logs)
             for n, loss in losses.items():
@@ -263,9 +293,17 @@ def fit(method: Method, task: Task, optim: Optional[OptimConfig] = None, *, seed
             count += 1
         return {k: v / max(count, 1) for k, v in sums.items()}
 
-    def evaluate() -> Dict[str, Dict[str, float]]:
-        logits = {n: runner.predict(models[n]).logits for n in trained}
-        return {n: task.score(z) for n, z in logits.items()}
+    def evaluate():
+        """Metrics of every trained slot and of the method's combined predictions (an
+        ensemble), plus the method's diagnostics, from eval-mode outputs."""
+        for p in parts.values():
+            p.eval()
+        with torch.no_grad():
+            logits = {n: runner.predict(models[n]).logits for n in trained}
+            combined = method.combine(logits)
+            diagnostics = method.diagnostics(logits)
+        scores = {n: task.score(z) for n, z in {**logits, **combined}.items()}
+        return scores, diagnostics
 
     start, train_time, best = 0, 0.0, {}
     finished = False
@@ -276,8 +314,11 @@ def fit(method: Method, task: Task, optim: Optional[OptimConfig] = None, *, seed
             models[n].load_state_dict(state["modules"][n])
             optimizers[n].load_state_dict(state["optimizers"][n])
             trackers[n] = Tracker(**state["trackers"][n])
+        combined_trackers = {n: Tracker(**t) for n, t in state["combined"].items()}
         for n, p in parts.items():
             p.load_state_dict(state["parts"][n])
+        for n in shared:
+            optimizers[n].load_state_dict(state["optimizers"][n])
         best = state["best"]
         set_rng_state(state["rng"])
         start, train_time, finished = state["epoch"] + 1, state["train_time"], state["finished"]
@@ -294,9 +335,14 @@ def fit(method: Method, task: Task, optim: Optional[OptimConfig] = None, *, seed
         logs = train_epoch()
         train_time += time.perf_counter() - t_epoch
         stop = True
-        for n, values in evaluate().items():
+        scores, diagnostics = evaluate()
+        for n, values in scores.items():
+            if n not in trackers:   # combined predictions: tracked, never a reason to go on
+                combined_trackers.setdefault(n, Tracker(optim.patience)).update(
+                    epoch, {**values, **diagnostics})
+                continue
             before = trackers[n].best_epoch
-            stop &= trackers[n].update(epoch, {**values, **logs})
+            stop &= trackers[n].update(epoch, {**values, **logs, **diagnostics})
             if trackers[n].best_epoch != before:
                 best[n] = copy.deepcopy(models[n].state_dict())
         bar.set_postfix({n: f"{t.best_test:.3f}" for n, t in trackers.items()}, refresh=False)
@@ -308,7 +354,8 @@ def fit(method: Method, task: Task, optim: Optional[OptimConfig] = None, *, seed
                 "modules": {n: m.state_dict() for n, m in models.items()},
                 "parts": {n: p.state_dict() for n, p in parts.items()},
                 "optimizers": {n: o.state_dict() for n, o in optimizers.items()},
-                "trackers": {n: dataclasses.asdict(t) for n, t in trackers.items()}})
+                "trackers": {n: dataclasses.asdict(t) for n, t in trackers.items()},
+                "combined": {n: dataclasses.asdict(t) for n, t in combined_trackers.items()}})
         if stop:
             break
     bar.close()
@@ -328,6 +375,7 @@ def fit(method: Method, task: Task, optim: Optional[OptimConfig] = None, *, seed
         "method": method.name, "seed": seed, "task": task.describe(), "metric": task.metric,
         "config": method.describe(), "optim": dataclasses.asdict(optim),
         "slots": slot_records,
+        "combined": {n: t.summary() for n, t in combined_trackers.items()},
         "result": {k: sum(slot_records[n][k] for n in reported) / len(reported)
                    for k in ("val", "test")},
         "timings": {"epochs": epochs, "train_time_s": train_time,

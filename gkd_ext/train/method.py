@@ -83,6 +83,9 @@ class Method:
     roles: ClassVar[Dict[str, Role]] = {}
     schedule: ClassVar[str] = JOINT
     summary: ClassVar[str] = ""
+    # The trained slots form an ensemble (scored from ``combine`` as "ensemble", saved as one
+    # model by ``--save-models``).
+    ensemble: ClassVar[bool] = False
 
     def __init__(self, config: Any = None, **models: ModelSpec):
         self.config = validate(config if config is not None else self.Config())
@@ -106,8 +109,9 @@ class Method:
         return {group: Slot(self.roles[group], spec) for group, spec in self.specs.items()}
 
     def setup(self, ctx: Setup) -> Dict[str, nn.Module]:
-        """Build what the losses need; return trainable loss parts per trained slot (they join
-        that slot's optimiser and checkpoint)."""
+        """Build what the losses need; return the trainable loss parts by name: a part named
+        after a trained slot joins that slot's optimiser, any other name gets an optimiser of
+        its own stepped with every learner; all are checkpointed."""
         return {}
 
     def uses_peers(self) -> bool:
@@ -120,6 +124,16 @@ class Method:
         on ``batch``, and the numbers to log. Frozen participants' outputs carry no gradient;
         whatever else must not receive gradients is the method's to detach."""
         raise NotImplementedError
+
+    def combine(self, logits: Dict[str, Tensor]) -> Dict[str, Tensor]:
+        """Predictions made from several slots' logits (e.g. ``{"ensemble": ...}``), scored
+        and tracked next to the slots; none by default."""
+        return {}
+
+    def diagnostics(self, logits: Dict[str, Tensor]) -> Dict[str, float]:
+        """Numbers about the method's own state to log at each evaluation (eval-mode logits of
+        every trained slot given); none by default."""
+        return {}
 
     def reported(self) -> List[str]:
         """The slots whose test metric is the method's result (their mean)."""
