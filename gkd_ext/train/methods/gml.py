@@ -9,6 +9,7 @@ mutual learning. The peers' ensemble (mean of their probabilities) is scored nex
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Dict, List
 
@@ -16,17 +17,41 @@ import torch
 
 from ...losses import MutualLoss
 from ...nn import canonical_model_name, mean_probability_logits
-from ..config import ModelSpec, option
+from ..config import ModelSpec, option, parse_options, validate
 from ..method import JOINT, ROUND_ROBIN, Method, Role, Slot, register_method
 
 Tensor = torch.Tensor
 
 
+SPEC_FIELDS = ("hidden", "layers", "heads", "dropout")
+
+
+def peer_specs(text: str, base: ModelSpec) -> List[ModelSpec]:
+    """``"gcn,gat:hidden=8:heads=8,sage"`` -> one spec per peer: the architecture, then
+    ``key=value`` settings that replace ``base``'s (hidden, layers, heads, dropout) or become
+    architecture options."""
+    specs = []
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        arch, *settings = item.split(":")
+        canonical_model_name(arch)   # ValueError naming the known models
+        fields, options = {}, dict(base.options)
+        for kv in settings:
+            key, value = parse_options(kv).popitem() if "=" in kv else (kv, None)
+            if value is None:
+                raise ValueError(f"peer {item!r}: expected key=value after the architecture, "
+                                 f"got {kv!r}")
+            if key in SPEC_FIELDS:
+                fields[key] = value
+            else:
+                options[key] = value
+        spec = dataclasses.replace(base, arch=arch, options=options, **fields)
+        specs.append(validate(spec))
+    return specs
+
+
 def parse_peers(text: str) -> str:
-    archs = [a.strip() for a in text.split(",") if a.strip()]
-    for a in archs:
-        canonical_model_name(a)   # ValueError naming the known models
-    return ",".join(archs)
+    peer_specs(text, ModelSpec())
+    return text
 
 
 parse_peers.__name__ = "comma-separated architectures"
@@ -34,9 +59,10 @@ parse_peers.__name__ = "comma-separated architectures"
 
 @dataclass
 class GMLConfig:
-    peers: str = option("gcn,gat,sage", help="the peers' architectures, comma separated "
-                        "(K = their number, at least 2; any mix of gcn, gat, sage, gin, mlp)",
-                        parse=parse_peers)
+    peers: str = option("gcn,gat,sage", help="the peers, comma separated (K = their number, "
+                        "at least 2): an architecture (gcn, gat, sage, gin, mlp, ...), optionally "
+                        "followed by its own settings, e.g. gcn,gat:hidden=8:heads=8,sage; "
+                        "unset settings come from the --peer-* options", parse=parse_peers)
     lambda_kd: float = option(1.0, help="weight of each peer's KL to its weighted target",
                               min=0.0)
     lambda_ent: float = option(0.1, help="weight of the entropy enhancement: the loss subtracts "
@@ -63,20 +89,16 @@ class GraphMutualLearning(Method):
 
     def check(self) -> None:
         cfg = self.config
-        archs = parse_peers(cfg.peers).split(",") if cfg.peers else []
-        if len(archs) < 2:
+        self.peer_specs = peer_specs(cfg.peers, self.specs["peer"])
+        if len(self.peer_specs) < 2:
             raise ValueError(f"gml: --peers needs at least 2 architectures, got {cfg.peers!r}")
         if cfg.t_min > cfg.t_max:
             raise ValueError(f"gml: --t-min {cfg.t_min} must not exceed --t-max {cfg.t_max}")
-        self.archs = [canonical_model_name(a) for a in archs]
         self.schedule = ROUND_ROBIN if cfg.schedule == "alternating" else JOINT
 
     def participants(self) -> Dict[str, Slot]:
-        spec = self.specs["peer"]
-        return {f"peer{i}_{arch}": Slot(Role.PEER, ModelSpec(arch, spec.hidden, spec.layers,
-                                                             spec.heads, spec.dropout,
-                                                             dict(spec.options)))
-                for i, arch in enumerate(self.archs)}
+        return {f"peer{i}_{canonical_model_name(spec.arch)}": Slot(Role.PEER, spec)
+                for i, spec in enumerate(self.peer_specs)}
 
     def setup(self, ctx):
         if ctx.task.multilabel:

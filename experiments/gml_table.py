@@ -1,0 +1,143 @@
+"""The graph mutual learning table (METHODS.md §5): each architecture trained alone, deep mutual
+learning, GML and its two ablations, for a cohort of K = 2 (GCN + GAT) and K = 3 (GCN + GAT +
+SAGE), on one dataset, the same seeds (experiments/results/gml_<dataset>.json).
+
+    python experiments/gml_table.py --dataset cora --runs 5
+    python experiments/gml_table.py --dataset amazon-photo --data-dir ../shared/data --runs 3
+    python experiments/gml_table.py --dataset proteins --data-dir ../shared/data --graph
+    python experiments/gml_table.py --dataset cora --mlp-students --runs 5
+
+Every peer has the spec it has alone (GCN and SAGE 2 x 64, GAT 2 layers of 8 heads x 8), and
+optimiser settings are the package defaults unless given after the known options (any
+`python -m gkd_ext train` option of the data and optimiser groups). `--graph` runs the graph
+classification rows (GIN alone and GIN in a cohort with a GCN); `--mlp-students` distils an MLP
+from a GML cohort (its ensemble), from a single GNN teacher, and trains it alone.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Any, Dict, List
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from gkd_ext.train import ModelSpec, make_method  # noqa: E402
+from gkd_ext.train.cli import parse  # noqa: E402
+from gkd_ext.train.common import summarize, versions, write_results  # noqa: E402
+from gkd_ext.train.experiment import run_experiment  # noqa: E402
+from gkd_ext.train.methods.gml import GMLConfig  # noqa: E402
+
+GCN = "gcn"
+GAT = "gat:hidden=8:heads=8"
+SAGE = "sage"
+GIN = "gin:batch_norm=true"
+
+
+def spec_of(peer: str) -> ModelSpec:
+    from gkd_ext.train.methods.gml import peer_specs
+    return peer_specs(peer, ModelSpec(hidden=64, layers=2))[0]
+
+
+def cohort(peers: List[str], **config) -> GMLConfig:
+    return GMLConfig(peers=",".join(peers), **config)
+
+
+NODE_ROWS = [
+    ("GCN alone", "supervised", None, spec_of(GCN)),
+    ("GAT alone", "supervised", None, spec_of(GAT)),
+    ("SAGE alone", "supervised", None, spec_of(SAGE)),
+]
+for k, peers in ((2, [GCN, GAT]), (3, [GCN, GAT, SAGE])):
+    NODE_ROWS += [
+        (f"K={k} deep mutual learning", "gml", cohort(peers, alw=False, lambda_ent=0.0), None),
+        (f"K={k} GML", "gml", cohort(peers), None),
+        (f"K={k} GML without ALW", "gml", cohort(peers, alw=False), None),
+        (f"K={k} GML without entropy", "gml", cohort(peers, lambda_ent=0.0), None),
+    ]
+GRAPH_ROWS = [
+    ("GIN alone", "supervised", None, spec_of(GIN)),
+    ("GCN alone", "supervised", None, spec_of(GCN)),
+    ("GIN + GCN, GML", "gml", cohort([GIN, GCN]), None),
+    ("GIN + GCN, deep mutual learning", "gml", cohort([GIN, GCN], alw=False, lambda_ent=0.0), None),
+]
+
+
+def summarise_row(name: str, method, payload: Dict[str, Any], wall_s: float) -> Dict[str, Any]:
+    runs = payload["runs"]
+    slots = list(runs[0]["slots"])
+    row = {"row": name, "method": method.name, "config": method.describe(), "wall_s": wall_s,
+           "git_commit": versions()["git_commit"], "runs": len(runs),
+           "epoch_ms_mean": summarize([r["timings"]["epoch_time_ms"] for r in runs])["mean"],
+           "slots": {}}
+    for n in slots:
+        tests = [r["slots"][n]["test"] for r in runs]
+        row["slots"][n] = {**summarize(tests), "per_run": tests}
+    if runs[0].get("combined", {}).get("ensemble"):
+        tests = [r["combined"]["ensemble"]["test"] for r in runs]
+        row["ensemble"] = {**summarize(tests), "per_run": tests}
+        at_best = [r["combined"]["ensemble"]["at_best"] for r in runs]
+        weights = {k: summarize([a[k] for a in at_best])["mean"] for k in at_best[0]
+                   if k.startswith("alw_weight_")}
+        row["alw_at_best"] = {"weights": weights,
+                              "t_min": min(a["t_min"] for a in at_best),
+                              "t_max": max(a["t_max"] for a in at_best)}
+    return row
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--graph", action="store_true", help="the graph classification rows")
+    p.add_argument("--mlp-students", action="store_true",
+                   help="MLP students: from a GML cohort, from one GNN teacher, alone")
+    p.add_argument("--rows", default=None, help="comma-separated row numbers (default all)")
+    p.add_argument("--out", default=None)
+    args, common = p.parse_known_args()
+    _, data, optim, _, ns = parse(common)
+    kind = "graph" if args.graph else ("mlp" if args.mlp_students else "node")
+    out = args.out or os.path.join("experiments", "results", f"gml_{data.dataset}"
+                                   f"{'' if kind == 'node' else '_' + kind}.json")
+    models_dir = os.path.join("runs", "gml_table", data.dataset)
+    table: List[Dict[str, Any]] = []
+    if kind == "mlp":
+        rows = mlp_rows(data, optim, ns.runs, models_dir)
+    else:
+        rows = GRAPH_ROWS if kind == "graph" else NODE_ROWS
+        if args.rows is not None:
+            rows = [rows[int(i)] for i in args.rows.split(",")]
+        rows = [(name, make_method(m, cfg, **({} if spec is None else {"student": spec})), {})
+                for name, m, cfg, spec in rows]
+    for name, method, extra in rows:
+        t0 = time.time()
+        payload = run_experiment(method, data, optim, runs=ns.runs, progress=False, **extra)
+        table.append(summarise_row(name, method, payload, time.time() - t0))
+        write_results(out, {"dataset": data.dataset, "kind": kind, "common_args": common,
+                            "table": table, "versions": versions()})
+        print(json.dumps({k: v for k, v in table[-1].items() if k not in ("config",)},
+                         default=str)[:600], flush=True)
+    print(f"wrote {out}")
+
+
+def mlp_rows(data, optim, runs, models_dir):
+    """An MLP alone, from a GCN teacher, and from a GML cohort's saved ensemble: the cohort
+    and the teacher are trained first (per seed) and saved, then loaded as teachers."""
+    mlp = ModelSpec("mlp", hidden=64, layers=2)
+    cohort_method = make_method("gml", cohort([GCN, GAT, SAGE]))
+    run_experiment(cohort_method, data, optim, runs=runs, progress=False, save_models=models_dir)
+    stem = os.path.join(models_dir, f"{data.dataset}_gml_seed{{seed}}")
+    return [
+        ("MLP alone", make_method("supervised", student=mlp), {}),
+        ("MLP from a GCN teacher (KD)", make_method("kd", teacher=spec_of(GCN), student=mlp), {}),
+        ("MLP from the GCN peer of a GML cohort (KD)",
+         make_method("kd", teacher=ModelSpec("saved"), student=mlp),
+         {"teacher_ckpt": stem + "_peer0_gcn.pt"}),
+        ("MLP from a GML cohort's ensemble (KD)",
+         make_method("kd", teacher=ModelSpec("saved"), student=mlp),
+         {"teacher_ckpt": stem + "_ensemble.pt"}),
+    ]
+
+
+if __name__ == "__main__":
+    main()
