@@ -32,7 +32,7 @@ from typing import Tuple  # noqa: E402
 
 import torch  # noqa: E402
 
-from common import Bench, copy_bandwidth_gbs, parser  # noqa: E402
+from common import Bench, copy_bandwidth_gbs, parser, relative  # noqa: E402
 
 import gkd_ext  # noqa: E402
 from gkd_ext import Graph  # noqa: E402
@@ -42,15 +42,6 @@ from gkd_ext.reference import lsp_reference_dgl, lsp_reference_pyg  # noqa: E402
 
 def byte_model(nnz: int, d_s: int, d_t: int, passes: int, elem: int = 4) -> dict:
     return {"no-reuse": passes * elem * nnz * (d_s + d_t)}
-
-
-def relative(out, ref):
-    """(out, ref) scaled by max|ref|, so the harness's absolute tolerance becomes relative."""
-    if isinstance(ref, (tuple, list)):
-        pairs = [relative(o, r) for o, r in zip(out, ref)]
-        return tuple(p[0] for p in pairs), tuple(p[1] for p in pairs)
-    scale = float(ref.detach().abs().max()) or 1.0
-    return out.detach() / scale, ref.detach() / scale
 
 
 def sampled_check_graph(g: Graph, num_nodes: int, seed: int = 0) -> Tuple[Graph, torch.Tensor]:
