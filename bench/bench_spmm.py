@@ -78,11 +78,10 @@ def main() -> None:
     dev = torch.device(args.device)
     workloads = args.workloads or (["arxiv"] if dev.type == "cpu" else ["arxiv", "reddit", "products"])
     dims = args.dims or ([128] if dev.type == "cpu" else [64, 128, 256])
+    ts, pyg = try_import_torch_scatter(), try_import_pyg()   # before Bench (see Bench.__init__)
     bench = Bench("spmm", args)
     bench.meta["copy_gbs"] = copy_bandwidth_gbs(dev, args.copy_mb)
     print(f"# copy bandwidth (clone, read+write): {bench.meta['copy_gbs']:.1f} GB/s")
-    ts = try_import_torch_scatter()
-    pyg = try_import_pyg()
     bench.meta["torch_geometric"] = getattr(pyg, "__version__", None)
     no_pyg = "torch_geometric is not installed (pip install torch-geometric)"
 
