@@ -237,9 +237,12 @@ class Run:
         group) at ``limit`` seconds. Returns (returncode, timed_out, seconds)."""
         t = time.monotonic()
         self.log("$ " + " ".join(cmd))
+        # A process group of its own (not a session: whoever runs gpu-check can still end it
+        # all), so the limit ends the stage's grandchildren too (nvcc, compile workers).
+        group = {"process_group": 0} if sys.version_info >= (3, 11) else {"preexec_fn": os.setpgrp}
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env or self.env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                process_group=0, text=True, errors="replace", bufsize=1)
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+                                errors="replace", bufsize=1, **group)
         self.child = proc
 
         def pump():
@@ -253,6 +256,10 @@ class Run:
         timed_out = False
         try:
             proc.wait(timeout=max(limit, 0.1))
+            try:   # stragglers the stage left behind must not hold the GPU for the next one
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
         except subprocess.TimeoutExpired:
             timed_out = True
             self.log(f"!! time limit of {limit:.0f} s reached: stopping the process group")
