@@ -10,6 +10,7 @@ BENCH_JSON ?=
 OUT ?= build/gpu-check
 DRY_RUN ?=
 GPU_CHECK_BUDGET ?=
+STAGES ?=
 
 .PHONY: all deps install test demo bench info cuda-check cmake gpu-check clean
 
@@ -46,10 +47,11 @@ cuda-check: deps
 # The whole GPU verification in one command (bench/gpu_check.py): build in place for this GPU,
 # every CUDA test case, the benchmarks at GPU sizes, result files in $(OUT). Installs nothing
 # and needs no network (no deps prerequisite). DRY_RUN=1: the same stages on a CPU machine at
-# tiny sizes, CUDA-only parts skipped (saying why); the suite runs it.
+# tiny sizes, CUDA-only parts skipped (saying why); the suite runs it. STAGES=tests,bench_spmm
+# runs only those stages (after the probe), e.g. again on a machine that already has the build.
 gpu-check:
 	$(PYTHON) -u bench/gpu_check.py --out "$(OUT)" $(if $(filter 1 yes true,$(DRY_RUN)),--dry-run) \
-		$(if $(GPU_CHECK_BUDGET),--budget $(GPU_CHECK_BUDGET))
+		$(if $(GPU_CHECK_BUDGET),--budget $(GPU_CHECK_BUDGET)) $(if $(STAGES),--only $(STAGES))
 
 # The CMake target (C++ shared library) on CPU.
 cmake: deps

@@ -44,6 +44,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -167,7 +168,7 @@ class Log:
     """Everything printed goes to stdout (flushed at once) and to the log file."""
 
     def __init__(self, path: Optional[str]):
-        self.file = open(path, "a", buffering=1) if path else None
+        self.file = open(path, "a", buffering=1, encoding="utf-8", errors="replace") if path else None
         self.lock = threading.Lock()
 
     def __call__(self, text: str = "") -> None:
@@ -245,12 +246,15 @@ class Run:
                                 errors="replace", bufsize=1, **group)
         self.child = proc
 
-        def pump():
+        def pump():   # must never stop reading, or a full pipe would block the stage
             for line in proc.stdout:
                 line = line.rstrip("\n")
-                self.log(line)
-                if on_line:
-                    on_line(line)
+                try:
+                    self.log(line)
+                    if on_line:
+                        on_line(line)
+                except Exception as exc:  # noqa: BLE001
+                    sys.stderr.write(f"gpu_check: output line not handled: {exc}\n")
         reader = threading.Thread(target=pump, daemon=True)
         reader.start()
         timed_out = False
@@ -294,6 +298,9 @@ class Run:
               skip: Optional[str] = None) -> Stage:
         st = self.stages[name]
         i = self.order.index(name) + 1
+        if skip is None and self.args.only and name not in self.args.only:
+            skip = f"not selected (--only {','.join(self.args.only)})"
+            st.summary["deselected"] = True
         if skip is None:
             limit = self.limit_for(name)
             if limit < 5:
@@ -396,7 +403,6 @@ class Run:
         per_test = DRY_TEST_TIMEOUT if self.dry else GPU_TEST_TIMEOUT
         deadline = time.monotonic() + limit
         results: Dict[str, dict] = {}
-        crashed: List[str] = []
         tmp = tempfile.mkdtemp(prefix="gkd_gpu_check_")
         attempt, rc, timed_out = 0, None, False
         while True:
@@ -433,11 +439,11 @@ class Run:
             why = (f"the process ended inside this test (exit status {rc}): hung past "
                    f"{per_test} s + grace, or crashed")
             results[running] = {"outcome": "crashed", "seconds": None, "reason": why}
-            crashed.append(running)
             self.log(f"!! {running}: {why}")
             if attempt > MAX_TEST_RESTARTS or deadline - time.monotonic() < 10:
                 break
             self.log(f"!! restarting pytest without the {len(results)} tests already run")
+        shutil.rmtree(tmp, ignore_errors=True)
         st.returncode = rc
         counts: Dict[str, int] = {}
         for r in results.values():
@@ -524,9 +530,11 @@ class Run:
         return self.finish()
 
     def finish(self) -> int:
-        # Passed: every stage ok; in a dry run the build may have been skipped (no CUDA here).
+        # Passed: every stage ok or left out by --only; in a dry run the build may have been
+        # skipped (no CUDA here).
         self.record["passed"] = all(
-            s.status == "ok" or (s.status == "skipped" and s.name == "build" and self.dry)
+            s.status == "ok" or s.summary.get("deselected")
+            or (s.status == "skipped" and s.name == "build" and self.dry)
             for s in self.stages.values())
         self.write_record()
         files = sorted(os.listdir(self.out))
@@ -607,6 +615,9 @@ def main() -> int:
                    help="with --dry-run: rebuild the extension CPU-only in place")
     p.add_argument("--budget", type=float, default=None,
                    help="seconds for the whole run (default: 470 on a GPU, 600 for a dry run)")
+    p.add_argument("--only", default="", help="comma-separated stages to run (the others are "
+                   "skipped, saying so; probe and verify always run), e.g. tests,bench_spmm to "
+                   "repeat them on a machine that has the build")
     p.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--digest", action="store_true", help="print the source digest and exit")
     args = p.parse_args()
@@ -618,6 +629,17 @@ def main() -> int:
         return 0
     if args.budget is None:
         args.budget = 600.0 if args.dry_run else 470.0
+    stages = list(DRY_LIMITS)
+    args.only = [n.strip() for n in args.only.split(",") if n.strip()]
+    unknown = [n for n in args.only if n not in stages]
+    if unknown:
+        p.error(f"--only: unknown stage(s) {unknown}; stages: {', '.join(stages)}")
+    for always in ("verify", "probe"):   # the later stages need both
+        if args.only and always not in args.only:
+            args.only.insert(0, always)
+    for stream in (sys.stdout, sys.stderr):   # never fail on a character the terminal lacks
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="replace", line_buffering=True)
     run = Run(args)
     signal.signal(signal.SIGTERM, run.terminate)
     signal.signal(signal.SIGINT, run.terminate)

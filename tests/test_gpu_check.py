@@ -22,7 +22,8 @@ BENCHES = ["bench_spmm", "bench_lsp", "bench_train", "bench_contrastive"]
 
 
 def _run(tmp_path, budget=600.0):
-    args = SimpleNamespace(out=str(tmp_path / "out"), dry_run=True, build=False, budget=budget)
+    args = SimpleNamespace(out=str(tmp_path / "out"), dry_run=True, build=False, budget=budget,
+                           only=[])
     return gpu_check.Run(args)
 
 
@@ -166,6 +167,21 @@ def test_per_test_limits_and_restart_after_a_hang(tmp_path, monkeypatch):
                        "test_d_runs_after_the_restart": "passed", "test_e_skips": "skipped"}
     assert st.summary["pytest_runs"] == 2
     assert st.status == "failed" and "2 CUDA test(s) did not pass" in st.reason
+
+
+def test_only_selected_stages_run(tmp_path):
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "bench/gpu_check.py", "--dry-run", "--out", str(out),
+                           "--only", "verify"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    stages = {s["name"]: s for s in json.loads((out / "gpu_check.json").read_text())["stages"]}
+    assert stages["probe"]["status"] == stages["verify"]["status"] == "ok"
+    assert all(stages[n]["status"] == "skipped" and "not selected" in stages[n]["reason"]
+               for n in ["tests"] + BENCHES)
+    bad = subprocess.run([sys.executable, "bench/gpu_check.py", "--only", "nonsense"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "unknown stage" in bad.stderr
 
 
 def test_source_digest_is_stable():
