@@ -21,6 +21,7 @@ call's extra resident memory (CPU) or allocator peak (CUDA) above what was held 
 """
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 
@@ -79,7 +80,7 @@ def losses(name, args):
     return tiled, dense, False, 2   # two models, each its own Gram matrix
 
 
-def main() -> None:
+def make_parser() -> argparse.ArgumentParser:
     p = parser(__doc__.split("\n")[0])
     p.add_argument("--losses", nargs="+", default=["infonce", "gsp-cosine", "gsp-rbf"],
                    help="infonce, gsp-cosine, gsp-poly, gsp-l2, gsp-rbf")
@@ -94,7 +95,11 @@ def main() -> None:
     p.add_argument("--temperature", type=float, default=0.075)
     p.add_argument("--symmetric", action="store_true")
     p.add_argument("--precision", default="ieee", help="ieee | tf32 | bf16 (CUDA)")
-    args = p.parse_args()
+    return p
+
+
+def main() -> None:
+    args = make_parser().parse_args()
     dev = torch.device(args.device)
     bench = Bench("contrastive", args)
 

@@ -23,6 +23,7 @@ destinations (see sampled_check_graph).
 """
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 
@@ -60,7 +61,7 @@ def sampled_check_graph(g: Graph, num_nodes: int, seed: int = 0) -> Tuple[Graph,
     return Graph.from_edge_index(g.edge_index[:, mask], n), nodes
 
 
-def main() -> None:
+def make_parser() -> argparse.ArgumentParser:
     p = parser(__doc__.split("\n")[0])
     p.add_argument("--workloads", nargs="+", default=None,
                    help="arxiv, reddit, products (default: arxiv on CPU, all three on CUDA)")
@@ -76,7 +77,11 @@ def main() -> None:
                         "--check-nodes sampled destinations instead")
     p.add_argument("--check-nodes", type=int, default=20000,
                    help="sampled destinations of the --fused-only check")
-    args = p.parse_args()
+    return p
+
+
+def main() -> None:
+    args = make_parser().parse_args()
     dev = torch.device(args.device)
     workloads = args.workloads or (["arxiv"] if dev.type == "cpu" else ["arxiv", "reddit", "products"])
     dims = args.dims or ([128] if dev.type == "cpu" else [64, 128, 256])

@@ -18,6 +18,7 @@ compulsory/no-reuse, for the forward; for fwd+bwd the same bytes are counted thr
 """
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 
@@ -67,14 +68,18 @@ def pyg_weighted_sum(num_dst: int):
     return WeightedSum()
 
 
-def main() -> None:
+def make_parser() -> argparse.ArgumentParser:
     p = parser(__doc__.split("\n")[0])
     p.add_argument("--workloads", nargs="+", default=None,
                    help="arxiv, reddit, products (default: arxiv on CPU, all three on CUDA)")
     p.add_argument("--dims", nargs="+", type=int, default=None,
                    help="feature widths (default: 128 on CPU; 64 128 256 on CUDA)")
     p.add_argument("--scale", type=float, default=1.0, help="shrink the workload graphs (say so)")
-    args = p.parse_args()
+    return p
+
+
+def main() -> None:
+    args = make_parser().parse_args()
     dev = torch.device(args.device)
     workloads = args.workloads or (["arxiv"] if dev.type == "cpu" else ["arxiv", "reddit", "products"])
     dims = args.dims or ([128] if dev.type == "cpu" else [64, 128, 256])

@@ -29,6 +29,7 @@ Also printed (and in the JSON's meta): each impl's KD step time over its plain G
 """
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 
@@ -148,13 +149,17 @@ def eval_check(models, fn):
             m.train()
 
 
-def main() -> None:
+def make_parser() -> argparse.ArgumentParser:
     p = parser(__doc__.split("\n")[0])
     p.add_argument("--preset", choices=sorted(PRESETS), default=None,
                    help="graph size (default: photo on CPU, arxiv on CUDA)")
     p.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES))
     p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args()
+    return p
+
+
+def main() -> None:
+    args = make_parser().parse_args()
     dev = torch.device(args.device)
     preset = args.preset or ("photo" if dev.type == "cpu" else "arxiv")
     pyg = try_import_pyg()   # before Bench, which freezes what is alive then out of the gc's view

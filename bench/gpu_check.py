@@ -492,6 +492,8 @@ class Run:
                          f"in {name}.json")
         elif rc != 0:
             st.status, st.reason = "failed", f"exit status {rc}"
+        elif not st.summary.get("rows"):
+            st.status, st.reason = "failed", f"no rows in {name}.json"
         elif problems:
             st.status, st.reason = "failed", f"{len(problems)} row(s) wrong or not measured"
 

@@ -184,6 +184,72 @@ def test_only_selected_stages_run(tmp_path):
     assert bad.returncode == 2 and "unknown stage" in bad.stderr
 
 
+def test_gpu_mode_builds_for_this_gpu_and_benches_on_cuda(tmp_path):
+    args = SimpleNamespace(out=str(tmp_path / "out"), dry_run=False, build=False, budget=470.0,
+                           only=[])
+    run = gpu_check.Run(args)
+    run.env_info = {"capability": "9.0", "cuda_available": True}
+    calls = []
+
+    def fake_run_cmd(cmd, limit, env=None, on_line=None):
+        calls.append((cmd, env or run.env))
+        return 0, False, 1.0
+    run.run_cmd = fake_run_cmd
+    st = gpu_check.Stage("build")
+    run.do_build(st, 100.0)
+    cmd, env = calls[-1]
+    assert cmd[1:] == ["setup.py", "build_ext", "--inplace"]
+    assert env["FORCE_CUDA"] == "1" and env["TORCH_CUDA_ARCH_LIST"] == "9.0" and "FORCE_CPU" not in env
+    assert env["MAX_JOBS"] == str(os.cpu_count())
+    for name in BENCHES:
+        st = gpu_check.Stage(name)
+        run.do_bench(name, st, 100.0)
+        cmd = calls[-1][0]
+        assert cmd[cmd.index("--device") + 1] == "cuda" and cmd[-len(gpu_check.GPU_BENCH[name]):] \
+            == gpu_check.GPU_BENCH[name]
+        assert st.status == "failed" and "no rows" in st.reason   # the fake wrote no JSON
+
+
+def test_bench_arguments_parse():
+    # Both argument lists gpu-check passes (GPU sizes and the dry run's) are accepted by the
+    # benchmarks' own parsers, so a renamed option cannot wait for a GPU session to fail.
+    code = textwrap.dedent(f"""
+        import json, sys
+        sys.path.insert(0, "bench")
+        import importlib
+        for name, extra in json.loads(sys.argv[1]).items():
+            for device, more in (("cuda", extra[0]), ("cpu", extra[1])):
+                mod = importlib.import_module(name)
+                mod.make_parser().parse_args(["--device", device, "--json", "x.json"] + more)
+        print("parsed")
+    """)
+    lists = {n: [gpu_check.GPU_BENCH[n], gpu_check.DRY_BENCH[n] + gpu_check.DRY_REPEAT]
+             for n in BENCHES}
+    proc = subprocess.run([sys.executable, "-c", code, json.dumps(lists)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "parsed" in proc.stdout, proc.stderr[-3000:]
+
+
+def test_skipped_cuda_case_fails_on_a_gpu(tmp_path):
+    tests = tmp_path / "cases"
+    tests.mkdir()
+    (tests / "conftest.py").write_text(textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {os.path.join(ROOT, "tests")!r})
+        from run_control import (pytest_runtest_logfinish, pytest_runtest_logreport,
+                                 pytest_runtest_protocol)
+    """))
+    (tests / "test_cases.py").write_text("import pytest\n\ndef test_ok():\n    pass\n\n"
+                                         "def test_skips():\n    pytest.skip('no GPU')\n")
+    args = SimpleNamespace(out=str(tmp_path / "out"), dry_run=False, build=False, budget=470.0,
+                           only=[])
+    run = gpu_check.Run(args)
+    run.test_args = [str(tests)]
+    st = run.stage("tests", run.do_tests)
+    assert st.summary["counts"] == {"passed": 1, "skipped": 1}
+    assert st.status == "failed" and "skipped on a GPU machine" in st.reason
+
+
 def test_source_digest_is_stable():
     assert gpu_check.source_digest() == gpu_check.source_digest()
     assert len(gpu_check.source_digest()) == 16
