@@ -11,6 +11,8 @@ Checks before timing: where dense fits, loss and both gradients against it (each
 its largest entry). At the tiled-only size one call is timed with its peak memory and then
 verified where a check fits: InfoNCE's student-side gradient on --check-rows sampled anchors,
 from those anchors' dense logit rows (k x n, in float64); the GSP rows there are unverified.
+--big-fwd adds InfoNCE's forward alone at that size first (2·n²·D FLOPs), its row log-sum-exps
+checked the same way.
 FLOP model (algorithmic, recomputation not counted): InfoNCE 2·n²·D forward + 4·n²·D backward
 per direction; GSP 2·n²·(D_s + D_t) forward + 4·n²·(D_s + D_t) backward. Peak memory is the
 call's extra resident memory (CPU) or allocator peak (CUDA) above what was held before.
@@ -68,6 +70,16 @@ def infonce_rows_check(a, b, temperature: float, rows: torch.Tensor):
     return verify
 
 
+def infonce_lse_check(a, b, temperature: float, rows: torch.Tensor):
+    """verify(out) for gkd::infonce's output (loss, lse_s, lse_t): the row log-sum-exps of the
+    sampled anchors against their dense logit rows in float64."""
+    def verify(out):
+        with torch.no_grad():
+            logits = a.detach()[rows].double() @ b.detach().double().T / temperature
+            return relative(out[1][rows], torch.logsumexp(logits, dim=1))
+    return verify
+
+
 def losses(name, args):
     if name == "infonce":
         tiled = lambda a, b: gkd_ext.contrastive_loss(a, b, args.temperature, args.symmetric,  # noqa: E731
@@ -92,6 +104,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--check-rows", type=int, default=256,
                    help="sampled anchors of the InfoNCE check at --big-n")
     p.add_argument("--big-dim", type=int, default=128)
+    p.add_argument("--big-fwd", action="store_true",
+                   help="also time InfoNCE's forward alone at --big-n, before forward+backward "
+                        "(one call; its row log-sum-exps checked on the sampled anchors)")
     p.add_argument("--temperature", type=float, default=0.075)
     p.add_argument("--symmetric", action="store_true")
     p.add_argument("--precision", default="ieee", help="ieee | tf32 | bf16 (CUDA)")
@@ -125,7 +140,16 @@ def main() -> None:
         verify = None
         if name == "infonce" and not args.symmetric:
             rows = torch.randperm(n, generator=torch.Generator().manual_seed(0))[:args.check_rows]
-            verify = infonce_rows_check(a, b, args.temperature, rows.to(dev))
+            rows = rows.to(dev)
+            verify = infonce_rows_check(a, b, args.temperature, rows)
+            if args.big_fwd:
+                def fwd(a=a, b=b):
+                    with torch.no_grad():
+                        return torch.ops.gkd.infonce(a, b, args.temperature, False, args.precision)
+                bench.add(f"{name} n={n} D={d} fwd", f"gkd_ext tiled {args.precision}", fwd,
+                          flops=2.0 * n * n * d, once=True, tol=tol,
+                          verify=infonce_lse_check(a, b, args.temperature, rows),
+                          note=note + f", row log-sum-exps checked on {rows.numel()} sampled anchors")
             note += f", gradient checked on {rows.numel()} sampled anchors"
         else:
             note += ", unverified at this size"

@@ -15,6 +15,7 @@
   bench_lsp          LSP fused vs unfused at arxiv size; fused alone at products size
   bench_train        GCN, GAT and GCN + LSP training steps vs the same models in PyG (arxiv size)
   bench_contrastive  InfoNCE and GSP vs dense at n = 16,384; InfoNCE tiled at n = 1,000,000
+                     (forward, then forward + backward)
 
 Every benchmark row is checked for correctness before it is timed (bench/common.py). Each stage
 runs in its own process group under its own time limit, capped so the whole run stays within
@@ -74,7 +75,7 @@ GPU_BENCH = {
     "bench_lsp": ["--workloads", "arxiv", "products", "--fused-only", "products", "--dims", "128"],
     "bench_train": ["--preset", "arxiv"],
     "bench_contrastive": ["--n", "16384", "--dim", "256", "--big-n", "1000000", "--big-dim", "128",
-                          "--big-losses", "infonce"],
+                          "--big-losses", "infonce", "--big-fwd"],
 }
 DRY_BENCH = {
     "bench_spmm": ["--workloads", "arxiv", "--scale", "0.002", "--dims", "16", "--copy-mb", "8"],
@@ -82,7 +83,7 @@ DRY_BENCH = {
                   "0.0005", "--dims", "16", "--check-nodes", "200", "--copy-mb", "8"],
     "bench_train": ["--preset", "tiny"],
     "bench_contrastive": ["--n", "256", "--dim", "32", "--big-n", "2048", "--big-dim", "16",
-                          "--big-losses", "infonce", "--check-rows", "64"],
+                          "--big-losses", "infonce", "--big-fwd", "--check-rows", "64"],
 }
 DRY_REPEAT = ["--repeat", "1", "--warmup", "0"]
 
