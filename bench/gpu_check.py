@@ -152,8 +152,9 @@ def probe() -> dict:
         except metadata.PackageNotFoundError:
             info[dist.replace("-", "_")] = None
     from torch.utils.cpp_extension import CUDA_HOME
-    info["cuda_home"] = CUDA_HOME
-    for key, cmd in (("nvcc", [os.path.join(CUDA_HOME or "", "bin", "nvcc"), "--version"]),
+    info["cuda_home"] = CUDA_HOME or find_cuda_home()
+    info["cuda_home_from"] = "torch" if CUDA_HOME else ("search" if info["cuda_home"] else None)
+    for key, cmd in (("nvcc", [os.path.join(info["cuda_home"] or "", "bin", "nvcc"), "--version"]),
                      ("nvidia_smi", ["nvidia-smi", "--query-gpu=name,driver_version,memory.total,"
                                      "compute_cap,clocks.max.sm", "--format=csv,noheader"])):
         try:
@@ -162,6 +163,16 @@ def probe() -> dict:
         except (OSError, subprocess.SubprocessError):
             info[key] = None
     return info
+
+
+def find_cuda_home() -> Optional[str]:
+    """A CUDA toolkit torch did not find (no CUDA_HOME, no nvcc on PATH): the usual places."""
+    import glob
+    for base in ["/usr/local/cuda"] + sorted(glob.glob("/usr/local/cuda-*"), reverse=True) + \
+            ["/opt/cuda", "/usr"]:
+        if os.path.isfile(os.path.join(base, "bin", "nvcc")):
+            return base
+    return None
 
 
 # ------------------------------------------------------------------ running stages
@@ -367,6 +378,8 @@ class Run:
             arch = self.env_info["capability"]
             env.update(FORCE_CUDA="1", TORCH_CUDA_ARCH_LIST=arch)
             env.pop("FORCE_CPU", None)
+            if self.env_info.get("cuda_home_from") == "search" and not env.get("CUDA_HOME"):
+                env["CUDA_HOME"] = self.env_info["cuda_home"]   # torch's own search missed it
         self.log(f"building in place: {'CPU only' if self.dry else 'CUDA for sm_' + arch.replace('.', '')}"
                  f", MAX_JOBS={jobs}")
         rc, timed_out, secs = self.run_cmd([sys.executable, "setup.py", "build_ext", "--inplace"],
