@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Compile every csrc/cuda/*.cu with nvcc for sm_80 and sm_90, compile only (no GPU needed).
+# Compile every csrc/cuda/*.cu with nvcc for sm_80 and sm_90, compile only (no GPU needed), with
+# the defines torch's extension build adds (no implicit half/bfloat16 operators or conversions),
+# so code that compiles here compiles in the real build (setup.py, make gpu-check) too.
 # The CPU torch wheel lacks the generated c10/cuda/impl/cuda_cmake_macros.h, so an empty one
 # is supplied from a temporary include directory. Exits non-zero on the first failure.
 set -euo pipefail
@@ -19,6 +21,8 @@ files=(csrc/cuda/*.cu)
 for f in "${files[@]}"; do
   echo "nvcc (sm_80, sm_90, compile only): $f"
   if ! "$NVCC" -c "$f" -o "$SHIM/$(basename "$f").o" -std=c++20 -O3 --expt-relaxed-constexpr \
+    -D__CUDA_NO_HALF_OPERATORS__ -D__CUDA_NO_HALF_CONVERSIONS__ -D__CUDA_NO_BFLOAT16_CONVERSIONS__ \
+    -D__CUDA_NO_HALF2_OPERATORS__ \
     -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
     -I"$SHIM" -I"$TORCH_DIR/include" -I"$TORCH_DIR/include/torch/csrc/api/include" -I"$PY_INC" \
     -D_GLIBCXX_USE_CXX11_ABI=$ABI -DTORCH_EXTENSION_NAME=_C -Xcompiler -fPIC \

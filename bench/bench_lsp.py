@@ -13,22 +13,30 @@ Byte model (PERF.md), no-reuse: per edge one gathered row of h_s and one of h_t,
 (forward, backward edge/row pass, backward transposed pass), indices not counted.
 Peak memory is the call's peak extra memory (CPU: process RSS high-water mark above the
 level before the call; CUDA: allocator peak).
+Workloads named in --fused-only (products on the GPU: the references would need > 100 GB)
+time the fused loss alone; its check there uses the edges into --check-nodes sampled
+destinations (see sampled_check_graph).
 
     python bench/bench_lsp.py                                   # CPU: arxiv, D = 128, rbf
     python bench/bench_lsp.py --device cuda --workloads arxiv reddit products --dims 64 128 256
+    python bench/bench_lsp.py --device cuda --workloads arxiv products --fused-only products
 """
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from typing import Tuple  # noqa: E402
+
 import torch  # noqa: E402
 
-from common import Bench, copy_bandwidth_gbs, parser  # noqa: E402
+from common import Bench, copy_bandwidth_gbs, parser, relative  # noqa: E402
 
 import gkd_ext  # noqa: E402
+from gkd_ext import Graph  # noqa: E402
 from gkd_ext.data import workload_graph  # noqa: E402
 from gkd_ext.reference import lsp_reference_dgl, lsp_reference_pyg  # noqa: E402
 
@@ -37,16 +45,23 @@ def byte_model(nnz: int, d_s: int, d_t: int, passes: int, elem: int = 4) -> dict
     return {"no-reuse": passes * elem * nnz * (d_s + d_t)}
 
 
-def relative(out, ref):
-    """(out, ref) scaled by max|ref|, so the harness's absolute tolerance becomes relative."""
-    if isinstance(ref, (tuple, list)):
-        pairs = [relative(o, r) for o, r in zip(out, ref)]
-        return tuple(p[0] for p in pairs), tuple(p[1] for p in pairs)
-    scale = float(ref.detach().abs().max()) or 1.0
-    return out.detach() / scale, ref.detach() / scale
+def sampled_check_graph(g: Graph, num_nodes: int, seed: int = 0) -> Tuple[Graph, torch.Tensor]:
+    """The edges into ``num_nodes`` random destinations (node ids kept) and those destinations.
+
+    KL_i depends only on node i's incoming edges, so on this subgraph the unfused reference
+    with reduction 'sum' equals the sum of the fused per-node KL over the sample, and its
+    gradient equals the fused gradient of that sum: a check of the fused forward and backward
+    at sizes where the reference cannot run on the whole graph (E x D gathers)."""
+    n = g.num_dst
+    gen = torch.Generator().manual_seed(seed)
+    nodes = torch.randperm(n, generator=gen)[:min(num_nodes, n)].to(g.device)
+    keep = torch.zeros(n, dtype=torch.bool, device=g.device)
+    keep[nodes] = True
+    mask = keep[g.row]
+    return Graph.from_edge_index(g.edge_index[:, mask], n), nodes
 
 
-def main() -> None:
+def make_parser() -> argparse.ArgumentParser:
     p = parser(__doc__.split("\n")[0])
     p.add_argument("--workloads", nargs="+", default=None,
                    help="arxiv, reddit, products (default: arxiv on CPU, all three on CUDA)")
@@ -56,12 +71,22 @@ def main() -> None:
     p.add_argument("--scale", type=float, default=1.0, help="shrink the workload graphs (say so)")
     p.add_argument("--no-dgl", action="store_true", help="skip the DGL-style reference")
     p.add_argument("--no-both", action="store_true", help="skip the student+teacher gradient case")
-    args = p.parse_args()
+    p.add_argument("--fused-only", nargs="*", default=[], metavar="WORKLOAD",
+                   help="workloads timed for the fused loss alone (the references' E x D gathers "
+                        "do not fit): checked against the reference on the edges into "
+                        "--check-nodes sampled destinations instead")
+    p.add_argument("--check-nodes", type=int, default=20000,
+                   help="sampled destinations of the --fused-only check")
+    return p
+
+
+def main() -> None:
+    args = make_parser().parse_args()
     dev = torch.device(args.device)
     workloads = args.workloads or (["arxiv"] if dev.type == "cpu" else ["arxiv", "reddit", "products"])
     dims = args.dims or ([128] if dev.type == "cpu" else [64, 128, 256])
     bench = Bench("lsp", args)
-    bench.meta["copy_gbs"] = copy_bandwidth_gbs(dev)
+    bench.meta["copy_gbs"] = copy_bandwidth_gbs(dev, args.copy_mb)
     print(f"# copy bandwidth (clone, read+write): {bench.meta['copy_gbs']:.1f} GB/s")
 
     for wl in workloads:
@@ -69,6 +94,13 @@ def main() -> None:
         g.transpose()
         _ = g.row
         n, nnz = g.num_dst, g.num_edges
+        fused_only = wl in args.fused_only
+        sub = nodes = None
+        if fused_only:
+            sub, nodes = sampled_check_graph(g, args.check_nodes)
+            sub.transpose()
+            print(f"# {wl}: fused only; checked on the {sub.num_edges:,} edges into "
+                  f"{nodes.numel():,} sampled destinations", flush=True)
         for d in dims:
             gen = torch.Generator(device=dev).manual_seed(0)
             hs = torch.randn(n, d, device=dev, generator=gen) / d ** 0.5
@@ -76,6 +108,8 @@ def main() -> None:
             hs_g = hs.clone().requires_grad_()
             ht_g = ht.clone().requires_grad_()
             tag = f"{wl}{'' if args.scale == 1 else f'@{args.scale}'} D={d}"
+            # Two E x D gathers per model in float32: what the unfused references would hold.
+            too_big = f"not run at this size: its E x D gathers alone need {4 * nnz * d * 4 / 1e9:.3g} GB"
             for kernel in args.kernels:
                 red = "edge_mean"  # the PyG reference's native reduction
 
@@ -91,12 +125,33 @@ def main() -> None:
                     with torch.no_grad():
                         return lsp_reference_dgl(g, a, b, kernel, "node_mean")
 
+                # Sampled check (fused-only workloads): the fused per-node KL summed over the
+                # sampled destinations, and its gradients, against the reference on their edges.
+                def fused_sample(a, b, kernel=kernel):
+                    return gkd_ext.lsp_loss(g, a, b, kernel, "none")[nodes].sum()
+
+                def ref_sample(a, b, kernel=kernel):
+                    return lsp_reference_pyg(sub, a, b, kernel, "sum")
+
+                def sample_check(wrt, a=hs_g, b=ht):
+                    if not wrt:
+                        with torch.no_grad():
+                            return relative(fused_sample(hs, ht), ref_sample(hs, ht))
+                    return relative(torch.autograd.grad(fused_sample(a, b), wrt),
+                                    torch.autograd.grad(ref_sample(a, b), wrt))
+
                 case = f"{tag} {kernel} fwd"
                 bm = byte_model(nnz, d, d, 1)
-                ref_loss = pyg()
-                bench.add(case, "gkd_ext fused", fused, check=lambda: relative(fused(), ref_loss), bytes=bm)
-                del ref_loss
-                bench.add(case, "pyg-style reference", pyg, baseline=True, bytes=bm)
+                if fused_only:
+                    bench.add(case, "gkd_ext fused", fused, check=lambda: sample_check(()), bytes=bm,
+                              note="checked on sampled destinations")
+                    bench.skip(case, "pyg-style reference", too_big, baseline=True)
+                else:
+                    ref_loss = pyg()
+                    bench.add(case, "gkd_ext fused", fused, check=lambda: relative(fused(), ref_loss),
+                              bytes=bm)
+                    del ref_loss
+                    bench.add(case, "pyg-style reference", pyg, baseline=True, bytes=bm)
 
                 # torch.autograd.grad keeps nothing between calls (no .grad to free first), so
                 # a call's peak includes the gradient it returns.
@@ -111,13 +166,18 @@ def main() -> None:
 
                 case = f"{tag} {kernel} fwd+bwd"
                 bm3 = byte_model(nnz, d, d, 3)
-                ref_grad = pyg_bwd()
-                bench.add(case, "gkd_ext fused", fused_bwd,
-                          check=lambda: relative(fused_bwd(), ref_grad), bytes=bm3)
-                del ref_grad
-                bench.add(case, "pyg-style reference", pyg_bwd, baseline=True, bytes=bm3)
-                if not args.no_dgl:
-                    bench.add(case, "dgl-style reference", dgl_bwd, baseline=True, bytes=bm3)
+                if fused_only:
+                    bench.add(case, "gkd_ext fused", fused_bwd, check=lambda: sample_check((hs_g,)),
+                              bytes=bm3, note="checked on sampled destinations")
+                    bench.skip(case, "pyg-style reference", too_big, baseline=True)
+                else:
+                    ref_grad = pyg_bwd()
+                    bench.add(case, "gkd_ext fused", fused_bwd,
+                              check=lambda: relative(fused_bwd(), ref_grad), bytes=bm3)
+                    del ref_grad
+                    bench.add(case, "pyg-style reference", pyg_bwd, baseline=True, bytes=bm3)
+                    if not args.no_dgl:
+                        bench.add(case, "dgl-style reference", dgl_bwd, baseline=True, bytes=bm3)
 
                 if not args.no_both:
                     def fused_both(kernel=kernel, red=red):
@@ -127,14 +187,20 @@ def main() -> None:
                         return torch.autograd.grad(lsp_reference_pyg(g, hs_g, ht_g, kernel, red), (hs_g, ht_g))
 
                     case = f"{tag} {kernel} fwd+bwd (s,t)"
-                    ref_both = pyg_both()
-                    bench.add(case, "gkd_ext fused", fused_both,
-                              check=lambda: relative(fused_both(), ref_both),
-                              bytes=bm3)
-                    del ref_both
-                    bench.add(case, "pyg-style reference", pyg_both, baseline=True, bytes=bm3)
+                    if fused_only:
+                        bench.add(case, "gkd_ext fused", fused_both,
+                                  check=lambda: sample_check((hs_g, ht_g), b=ht_g), bytes=bm3,
+                                  note="checked on sampled destinations")
+                        bench.skip(case, "pyg-style reference", too_big, baseline=True)
+                    else:
+                        ref_both = pyg_both()
+                        bench.add(case, "gkd_ext fused", fused_both,
+                                  check=lambda: relative(fused_both(), ref_both),
+                                  bytes=bm3)
+                        del ref_both
+                        bench.add(case, "pyg-style reference", pyg_both, baseline=True, bytes=bm3)
             del hs, ht, hs_g, ht_g
-        del g
+        del g, sub, nodes
     rows = bench.finish()
     # Peak-memory ratio to each baseline of the same case (PERF.md target: <= 5%).
     print("\n## peak extra memory, fused / baseline")

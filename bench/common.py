@@ -36,10 +36,32 @@ if ROOT not in sys.path:
 # CPU peak memory is read from the process's resident set. glibc keeps freed blocks below its
 # (adaptive, up to 32 MB) mmap threshold for reuse, which would hide a call's allocations from
 # the RSS; with a fixed 64 KB threshold every large tensor is its own mapping, returned on free.
-if __name__ != "__main__" and os.environ.get("MALLOC_MMAP_THRESHOLD_") is None and \
-        sys.argv and sys.argv[0].endswith(".py"):
-    os.environ["MALLOC_MMAP_THRESHOLD_"] = "65536"
-    os.execv(sys.executable, [sys.executable] + sys.argv)
+# The threshold is set in-process through mallopt (what the MALLOC_MMAP_THRESHOLD_ variable does
+# at start-up; both also switch off glibc's adaptive raising of it), so importing this module
+# never re-executes the process. It governs allocations made from here on, which is all that the
+# measurements see. The cost is the one the variable always had: blocks of 64 KB to 32 MB are
+# mapped afresh (page faults) instead of recycled, so CPU times stay comparable with earlier runs.
+_M_MMAP_THRESHOLD = -3   # glibc's malloc.h
+MMAP_THRESHOLD = 65536
+
+
+def fix_mmap_threshold(threshold: int = MMAP_THRESHOLD) -> str:
+    """Set glibc's mmap threshold for this process; returns how (for the run's metadata)."""
+    if os.environ.get("MALLOC_MMAP_THRESHOLD_"):
+        return f"MALLOC_MMAP_THRESHOLD_={os.environ['MALLOC_MMAP_THRESHOLD_']} (environment)"
+    if not sys.platform.startswith("linux"):
+        return "not set (not Linux): CPU peak memory may be under-reported"
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None)
+        if libc.mallopt(_M_MMAP_THRESHOLD, threshold) == 1:
+            return f"mallopt(M_MMAP_THRESHOLD, {threshold})"
+    except (OSError, AttributeError):
+        pass
+    return "not set (no glibc mallopt): CPU peak memory may be under-reported"
+
+
+MMAP_SETTING = fix_mmap_threshold()
 
 
 # ------------------------------------------------------------------ arguments
@@ -49,8 +71,11 @@ def parser(description: str) -> argparse.ArgumentParser:
                    help="cpu or cuda (default: cuda when available)")
     p.add_argument("--repeat", type=int, default=5, help="timed repeats; the median is reported")
     p.add_argument("--warmup", type=int, default=1, help="untimed calls before timing")
-    p.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
+    p.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH "
+                   "(rewritten after every row, so a run stopped part-way keeps its rows)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all)")
+    p.add_argument("--copy-mb", type=int, default=512,
+                   help="size of the tensor whose clone() measures the copy bandwidth")
     return p
 
 
@@ -77,27 +102,36 @@ def _reset_cpu_peak() -> bool:
         return False
 
 
-def peak_extra_memory(fn: Callable[[], object], device: torch.device) -> Optional[int]:
-    """Bytes the call needs above what is held before it (None where it cannot be measured)."""
+def measure_once(fn: Callable[[], object], device: torch.device):
+    """One call of fn: ``(output, milliseconds, peak extra bytes or None)``. The peak is what the
+    call needs above what is held before it (CUDA: caching-allocator peak; CPU: resident-set
+    high-water mark, None where /proc cannot reset it)."""
     gc.collect()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.empty_cache()
         base = torch.cuda.memory_allocated(device)
         torch.cuda.reset_peak_memory_stats(device)
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
         out = fn()
+        end.record()
         torch.cuda.synchronize(device)
-        peak = torch.cuda.max_memory_allocated(device) - base
-        del out
-        return peak
-    if not _reset_cpu_peak():
-        return None
+        return out, start.elapsed_time(end), torch.cuda.max_memory_allocated(device) - base
+    can_peak = _reset_cpu_peak()
     base = _rss_kb("VmRSS")
+    t0 = time.perf_counter()
     out = fn()
-    peak = _rss_kb("VmHWM") - base
+    ms = (time.perf_counter() - t0) * 1e3
+    peak = max(_rss_kb("VmHWM") - base, 0) * 1024 if can_peak else None
+    return out, ms, peak
+
+
+def peak_extra_memory(fn: Callable[[], object], device: torch.device) -> Optional[int]:
+    """Bytes the call needs above what is held before it (None where it cannot be measured)."""
+    out, _, peak = measure_once(fn, device)
     del out
-    gc.collect()
-    return max(peak, 0) * 1024
+    return peak
 
 
 def time_ms(fn: Callable[[], object], device: torch.device, warmup: int, repeat: int) -> List[float]:
@@ -134,6 +168,23 @@ def max_abs_error(out, ref) -> float:
     return float((out.detach().double() - ref.detach().double()).abs().max()) if out.numel() else 0.0
 
 
+def relative(out, ref):
+    """(out, ref) each divided by max|ref|, so the harness's absolute tolerance becomes relative
+    per tensor (gradients are often far smaller than 1)."""
+    if isinstance(ref, (tuple, list)):
+        pairs = [relative(o, r) for o, r in zip(out, ref)]
+        return tuple(p[0] for p in pairs), tuple(p[1] for p in pairs)
+    scale = float(ref.detach().abs().max()) if ref.numel() else 1.0
+    scale = scale or 1.0
+    return out.detach() / scale, ref.detach() / scale
+
+
+def _ref_scale(ref) -> float:
+    if isinstance(ref, (tuple, list)):
+        return max([1.0] + [float(r.detach().abs().max()) for r in ref if r.numel()])
+    return max(1.0, float(ref.detach().abs().max())) if ref.numel() else 1.0
+
+
 def copy_bandwidth_gbs(device: torch.device, mb: int = 512) -> float:
     """The device's measured copy bandwidth: a large tensor clone(), bytes read + written."""
     x = torch.empty(mb * (1 << 20) // 4, device=device)
@@ -166,49 +217,76 @@ class Bench:
             torch.set_num_threads(args.threads)
         self.rows: List[Row] = []
         self.meta = metadata(self.device)
+        # What is alive now (imported modules: torch, PyG, ...) lives to the end; frozen, it is
+        # not rescanned by the collection before every measurement (0.3 s each with PyG).
+        gc.collect()
+        gc.freeze()
         print(f"# {name} on {self.meta['device_name']} | torch {torch.__version__} | "
               f"{torch.get_num_threads()} CPU threads | commit {self.meta['commit']}", flush=True)
 
     def add(self, case: str, impl: str, fn: Callable[[], object], *,
             check: Optional[Callable[[], tuple]] = None, tol: float = 1e-3,
             bytes: Optional[Dict[str, float]] = None, flops: Optional[float] = None,
-            baseline: bool = False, memory: bool = True, note: str = "") -> Row:
+            baseline: bool = False, memory: bool = True, note: str = "",
+            once: bool = False, verify: Optional[Callable[[object], tuple]] = None) -> Row:
         """Measure fn. ``check`` returns (out, ref) compared by max abs error <= tol·max|ref|
         (a mismatch marks the row 'wrong' and skips timing). ``bytes`` maps a byte-model name
-        to the bytes one call moves, reported as GB/s; ``flops`` gives TFLOP/s."""
+        to the bytes one call moves, reported as GB/s; ``flops`` gives TFLOP/s.
+
+        ``once=True`` is for cases too costly to run twice: a single call is timed with its
+        peak memory, then ``verify(output)`` returns (out, ref) checked as above; a mismatch
+        marks the row 'wrong' and its time is not reported."""
         row = Row(case, impl, baseline=baseline, note=note)
         try:
-            if check is not None:
-                out, ref = check()
-                row.max_err = max_abs_error(out, ref)
-                scale = max(1.0, float(ref.detach().abs().max())) if not isinstance(ref, (tuple, list)) \
-                    else max(1.0, max(float(r.detach().abs().max()) for r in ref if r.numel()))
-                del out, ref
-                if row.max_err > tol * scale:
-                    row.status = "wrong"
+            if once:
+                out, ms, peak = measure_once(fn, self.device)
+                if verify is not None and not self._compare(row, *verify(out), tol):
+                    del out
                     self._push(row)
                     return row
-            if memory:
-                peak = peak_extra_memory(fn, self.device)
-                row.peak_mb = None if peak is None else peak / 2**20
-            times = time_ms(fn, self.device, self.args.warmup, self.args.repeat)
-            row.ms, row.ms_min = statistics.median(times), min(times)
+                del out
+                row.peak_mb = None if peak is None or not memory else peak / 2**20
+                row.ms = row.ms_min = ms
+            else:
+                if check is not None and not self._compare(row, *check(), tol):
+                    self._push(row)
+                    return row
+                if memory:
+                    peak = peak_extra_memory(fn, self.device)
+                    row.peak_mb = None if peak is None else peak / 2**20
+                times = time_ms(fn, self.device, self.args.warmup, self.args.repeat)
+                row.ms, row.ms_min = statistics.median(times), min(times)
             for k, b in (bytes or {}).items():
                 row.gbps[k] = b / (row.ms * 1e-3) / 1e9
             if flops:
                 row.tflops = flops / (row.ms * 1e-3) / 1e12
         except Exception as exc:  # noqa: BLE001  (reported, never hidden)
             row.status = "oom" if is_oom(exc) else "error"
+            row.ms = row.ms_min = None
             row.note = (row.note + " " if row.note else "") + f"{type(exc).__name__}: {str(exc)[:160]}"
-        gc.collect()
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
         self._push(row)
         return row
 
+    def skip(self, case: str, impl: str, why: str, baseline: bool = False) -> Row:
+        """A row that was not measured, with the reason shown in the table and the JSON."""
+        row = Row(case, impl, status="skipped", baseline=baseline, note=why)
+        self._push(row)
+        return row
+
+    @staticmethod
+    def _compare(row: Row, out, ref, tol: float) -> bool:
+        row.max_err = max_abs_error(out, ref)
+        if row.max_err > tol * _ref_scale(ref):
+            row.status = "wrong"
+            return False
+        return True
+
     def _push(self, row: Row) -> None:
         self.rows.append(row)
         print("  " + _fmt(row), flush=True)
+        self._write_json(complete=False)
 
     def finish(self) -> List[Row]:
         for row in self.rows:
@@ -218,14 +296,22 @@ class Bench:
                 if base.case == row.case and base.baseline and base.status == "ok":
                     row.speedup[base.impl] = base.ms / row.ms
         self.print_table()
-        if self.args.json:
-            os.makedirs(os.path.dirname(os.path.abspath(self.args.json)), exist_ok=True)
-            with open(self.args.json, "w") as f:
-                json.dump({"bench": self.name, "meta": self.meta,
-                           "args": {k: v for k, v in vars(self.args).items()},
-                           "rows": [asdict(r) for r in self.rows]}, f, indent=1, default=str)
+        if self._write_json(complete=True):
             print(f"wrote {self.args.json}")
         return self.rows
+
+    def _write_json(self, complete: bool) -> bool:
+        path = getattr(self.args, "json", None)
+        if not path:
+            return False
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump({"bench": self.name, "complete": complete, "meta": self.meta,
+                       "args": {k: v for k, v in vars(self.args).items()},
+                       "rows": [asdict(r) for r in self.rows]}, f, indent=1, default=str)
+        os.replace(tmp, path)
+        return True
 
     def print_table(self) -> None:
         print(f"\n## {self.name}: speed-up = baseline time / this time (> 1 means faster)")
@@ -250,18 +336,31 @@ def _fmt(r: Row) -> str:
 
 def metadata(device: torch.device) -> dict:
     from gkd_ext.train.common import git_commit
-    commit = git_commit()
+    commit = os.environ.get("GKD_COMMIT") or git_commit()
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else \
         f"CPU {platform.processor() or platform.machine()} x{os.cpu_count()}"
     return {"device": str(device), "device_name": name, "torch": torch.__version__,
             "cuda": torch.version.cuda, "threads": torch.get_num_threads(), "commit": commit,
-            "python": platform.python_version(), "date": datetime.datetime.now().isoformat(timespec="seconds")}
+            "python": platform.python_version(), "cpu_peak_memory": MMAP_SETTING,
+            "date": datetime.datetime.now().isoformat(timespec="seconds")}
 
 
 def try_import_torch_scatter():
-    """torch_scatter, or None when it is not installed (the GPU machine has none)."""
+    """torch_scatter, or None when it is not installed (the GPU machine has none) or cannot load
+    (a build for another torch fails with OSError, not ImportError)."""
     try:
         import torch_scatter
         return torch_scatter
-    except ImportError:
+    except (ImportError, OSError):
+        return None
+
+
+def try_import_pyg():
+    """torch_geometric, or None when it is not installed or cannot load (imported lazily: only
+    the benchmarks that compare against PyG need it)."""
+    try:
+        import torch_geometric
+        import torch_geometric.nn  # noqa: F401
+        return torch_geometric
+    except (ImportError, OSError):
         return None

@@ -159,7 +159,7 @@ def lsp_reference_pyg(graph: Graph, h_s: Tensor, h_t: Tensor, kernel: str = "rbf
     if backend in ("auto", "torch_scatter"):
         try:
             import torch_scatter as ts  # noqa: F811  (optional dependency, imported lazily)
-        except ImportError:
+        except (ImportError, OSError):   # absent, or built for another torch (OSError)
             if backend == "torch_scatter":
                 raise
             ts = None

@@ -17,6 +17,10 @@ import torch  # noqa: E402
 
 import gkd_ext  # noqa: E402,F401  (loads the ops)
 from gkd_ext.functional import has_cuda_kernels  # noqa: E402
+# Per-test time limits and a progress record for driven runs (inert unless GKD_TEST_TIMEOUT /
+# GKD_TEST_PROGRESS are set): see run_control.py.
+from run_control import (pytest_runtest_logfinish, pytest_runtest_logreport,  # noqa: E402,F401
+                         pytest_runtest_protocol)
 
 
 def cuda_ready() -> bool:

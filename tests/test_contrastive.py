@@ -8,6 +8,8 @@ import gkd_ext
 from gkd_ext.functional import contrastive_loss
 from gkd_ext.reference import infonce_dense
 
+from conftest import DEVICES
+
 op = torch.ops.gkd.infonce
 
 
@@ -159,6 +161,23 @@ def test_tensor_core_precision(device, precision):
     for g, r, lo in zip(got, ref, low):
         err_low = (lo - r).abs().max().item()
         assert (g.double() - r).abs().max().item() <= 2 * err_low + 1e-3 * r.abs().max().item()
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("device", [p for p in DEVICES if not isinstance(p, str)], indirect=True)
+def test_low_precision_cuda(device, dtype):
+    """float16/bfloat16 inputs (computed in float32): err(kernel vs fp64 on the same rounded
+    inputs) <= 2 err(the dense loss in PyTorch at that precision vs fp64) + eps."""
+    zs, zt = _pair(1000, 128, device, torch.float32)
+    lo_s, lo_t = zs.detach().to(dtype).requires_grad_(), zt.detach().to(dtype).requires_grad_()
+    got = _both(lambda a, b: contrastive_loss(a, b, 0.075, True), lo_s, lo_t)
+    ref = _ref64(lambda a, b: infonce_dense(a, b, 0.075, True), lo_s, lo_t)
+    torch_lo = _both(lambda a, b: infonce_dense(a, b, 0.075, True), lo_s, lo_t)
+    assert got[0].dtype == dtype
+    for g, r, t in zip(got, ref, torch_lo):
+        assert torch.isfinite(g.float()).all()
+        err, base = (g.double() - r).abs().max().item(), (t.double() - r).abs().max().item()
+        assert err <= 2 * base + 1e-3 * r.abs().max().item(), (err, base)
 
 
 def test_bad_input():

@@ -6,6 +6,8 @@ import gkd_ext
 from gkd_ext.functional import gsp_loss
 from gkd_ext.reference import gsp_dense
 
+from conftest import DEVICES
+
 op = torch.ops.gkd.gsp
 KERNELS = ["cosine", "poly", "l2", "rbf"]
 
@@ -147,6 +149,25 @@ def test_torch_compile_fullgraph(device):
     ref = _both(lambda a, b: gsp_dense(a, b, "rbf", 0.7) + gsp_dense(a, b, "cosine"), hs, ht)
     for g, r in zip(got, ref):
         torch.testing.assert_close(g, r, rtol=1e-9, atol=1e-14)
+
+
+@pytest.mark.parametrize("kernel", ["cosine", "rbf"])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("device", [p for p in DEVICES if not isinstance(p, str)], indirect=True)
+def test_low_precision_cuda(device, dtype, kernel):
+    """float16/bfloat16 inputs (computed in float32): err(kernel vs fp64 on the same rounded
+    inputs) <= 2 err(the dense loss in PyTorch at that precision vs fp64) + eps."""
+    hs, ht = _pair(700, 48, 80, device, torch.float32, scale=0.2)
+    lo_s, lo_t = hs.detach().to(dtype).requires_grad_(), ht.detach().to(dtype).requires_grad_()
+    got = _both(lambda a, b: gsp_loss(a, b, kernel), lo_s, lo_t)
+    ref = _both(lambda a, b: gsp_dense(a, b, kernel),
+                lo_s.detach().double().requires_grad_(), lo_t.detach().double().requires_grad_())
+    torch_lo = _both(lambda a, b: gsp_dense(a, b, kernel), lo_s, lo_t)
+    assert got[0].dtype == dtype
+    for g, r, t in zip(got, ref, torch_lo):
+        assert torch.isfinite(g.float()).all()
+        err, base = (g.double() - r).abs().max().item(), (t.double() - r).abs().max().item()
+        assert err <= 2 * base + 1e-3 * r.abs().max().item(), (err, base)
 
 
 def test_bad_input():
