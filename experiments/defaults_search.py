@@ -25,12 +25,16 @@ from gkd_ext.train.experiment import run_experiment  # noqa: E402
 DATASETS = ["cora", "citeseer", "amazon-photo", "coauthor-cs", "planetoid-cora",
             "planetoid-citeseer", "chameleon-filtered", "squirrel-filtered", "texas", "cornell",
             "minesweeper", "synthetic-csbm", "synthetic-csbm-heterophilous"]
+# (feature normalisation, optimiser). The first search (lr 0.01/0.005, weight decay
+# 5e-4/5e-5/0, patience 100/200, features summing to 1) found no weight decay that suited both
+# the citation sets (5e-4) and Amazon-Photo (at 5e-4: validation 84.6, test 79.1); the cause is
+# the row-sum normalisation, which shrinks a dense row (Photo's ~260 words) 15x more than a
+# sparse one (Cora's ~18), so weight decay bites harder on dense sets. Unit-length rows do not.
 CANDIDATES = {
-    "lr.01 wd5e-4 p100": OptimConfig(lr=0.01, weight_decay=5e-4, patience=100),
-    "lr.01 wd5e-4 p200": OptimConfig(lr=0.01, weight_decay=5e-4, patience=200),
-    "lr.01 wd5e-5 p100": OptimConfig(lr=0.01, weight_decay=5e-5, patience=100),
-    "lr.005 wd5e-4 p200": OptimConfig(lr=0.005, weight_decay=5e-4, patience=200),
-    "lr.01 wd0 p100": OptimConfig(lr=0.01, weight_decay=0.0, patience=100),
+    "sum wd5e-4": ("sum", OptimConfig(lr=0.01, weight_decay=5e-4, patience=100)),
+    "sum wd5e-5": ("sum", OptimConfig(lr=0.01, weight_decay=5e-5, patience=100)),
+    "l2 wd5e-4": ("l2", OptimConfig(lr=0.01, weight_decay=5e-4, patience=100)),
+    "l2 wd5e-5": ("l2", OptimConfig(lr=0.01, weight_decay=5e-5, patience=100)),
 }
 
 
@@ -48,8 +52,10 @@ def main() -> None:
         results[name] = {}
         for cand in args.candidates.split(","):
             t0 = time.time()
-            payload = run_experiment(method, DataConfig(name, data_dir=args.data_dir),
-                                     CANDIDATES[cand], runs=args.runs, progress=False,
+            features, optim = CANDIDATES[cand]
+            payload = run_experiment(method, DataConfig(name, data_dir=args.data_dir,
+                                                        features=features),
+                                     optim, runs=args.runs, progress=False,
                                      log=lambda *a, **k: None)
             runs = payload["runs"]
             results[name][cand] = {
@@ -61,8 +67,8 @@ def main() -> None:
                   f"{r['test']['mean'] * 100:6.2f} ± {r['test']['std'] * 100:5.2f}  epochs "
                   f"{r['epochs']}  ({r['wall_s']:.0f} s)", flush=True)
             write_results(args.out, {"results": results, "candidates": {
-                k: dataclasses.asdict(v) for k, v in CANDIDATES.items()}, "runs": args.runs,
-                "versions": versions()})
+                k: {"features": f, **dataclasses.asdict(o)} for k, (f, o) in CANDIDATES.items()},
+                "runs": args.runs, "versions": versions()})
     ranks = {c: [] for c in args.candidates.split(",")}
     for name, by_cand in results.items():
         order = sorted(by_cand, key=lambda c: -by_cand[c]["val"]["mean"])

@@ -146,6 +146,8 @@ def main() -> None:
     if args.rerun:
         with open(args.rerun) as f:
             common = json.load(f)["common_args"] + common
+        if "--features" not in common:   # tables written before the option: rows summed to 1
+            common += ["--features", "sum"]
     else:
         common = BASE_ARGS + common
     # Teacher checkpoints live with the table run; the flags that say where are the table's.

@@ -23,7 +23,7 @@ from .train.methods.alignahead import AlignaheadConfig
 def cora_task(seed: int) -> NodeTask:
     """The bundled Cora (all 2,708 nodes) with a seeded 20/30-per-class split."""
     data = bundled_cora()
-    return NodeTask(node_features(data.x), data.y, data.graph,
+    return NodeTask(node_features(data.x, "sum"), data.y, data.graph,
                     Split(*per_class_split(data.y, seed=seed)), name="cora")
 
 

@@ -20,6 +20,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from ..graph import Graph
+from ..data.features import NORMS
 from ..nn import GraphClassifier, Pool
 from .config import ModelSpec, option
 from .metrics import get_metric
@@ -243,6 +244,8 @@ class DataConfig:
     batch_size: int = option(32, help="graph classification: graphs per training batch", min=1)
     readout: str = option("sum", help="graph classification: pooling of node embeddings",
                           choices=("sum", "mean", "max"))
+    features: str = option("l2", help="row normalisation of non-negative (bag-of-words) "
+                           "features: l2 (unit length), sum (sum 1), none", choices=NORMS)
     device: str = option("cpu", help="cpu or cuda")
 
 
@@ -274,7 +277,7 @@ def build_tasks(cfg: DataConfig, seed: int) -> List[Tuple[str, Task]]:
                                                 readout=cfg.readout, device=cfg.device)))
         return tasks
     train, val, test = data.masks()
-    x = node_features(data.x, normalize=not data.multilabel)
+    x = node_features(data.x, cfg.features)
     return [("", NodeTask(x, data.y, data.graph, Split(train, val, test),
                           multilabel=data.multilabel, metric=data.metric, name=data.name,
                           device=cfg.device))]
