@@ -192,7 +192,11 @@ def dense_adj_hat(graph):
 
 
 @pytest.mark.parametrize("filters,levels", [("haar", 1), ("linear", 2)])
-def test_knowledge_features_equal_dense_powers(filters, levels):
+@pytest.mark.parametrize("blocks", [False, True])
+def test_knowledge_features_equal_dense_powers(filters, levels, blocks, monkeypatch):
+    if blocks:      # a few feature columns at a time
+        import gkd_ext.nn.framelet as nf
+        monkeypatch.setattr(nf, "KNOWLEDGE_BLOCK_BYTES", 25 * 8 * 10 * 4)
     g = small_graph(25, 60, seed=3, isolated=1)
     lam = laplacian_lambda_max(g)
     ops = framelet_operators(g, filters, levels, 6, lambda_max=lam)

@@ -36,6 +36,8 @@ Tensor = torch.Tensor
 KNOWLEDGE_MODES = ("auto", "precompute", "propagate")
 # "auto" precomputes the knowledge features while they take at most this many bytes.
 KNOWLEDGE_BYTES = 1 << 30
+# Working set of the knowledge precomputation beyond its result.
+KNOWLEDGE_BLOCK_BYTES = 1 << 30
 
 
 class FrameletOperators:
@@ -69,22 +71,40 @@ class FrameletOperators:
     def knowledge(self, x: Tensor, max_power: int) -> List[List[Tensor]]:
         """``K[e][k-1] = M_e^k x`` for every element ``e`` and ``k = 1..max_power``, each
         ``[N, F]``, computed once per input tensor ``x`` (dense or CSR; kept while the same
-        ``x`` comes back) as ``k`` chains of :meth:`propagate` on ``[N, E·F]``. Memory
-        ``E·max_power·N·F`` values."""
+        ``x`` comes back) as ``k`` chains of :meth:`propagate`. The map is linear per column,
+        so the columns go in blocks whose working set stays near :data:`KNOWLEDGE_BLOCK_BYTES`
+        (a CSR ``x`` is densified one block at a time): memory ``E·max_power·N·F`` values for
+        the result plus that."""
         memo = self._memo
-        if memo.get("x") is not x or memo.get("version") != getattr(x, "_version", None) \
-                or memo.get("power", 0) < max_power:
-            dense = dense_features(x)
-            E = self.num_elements
-            z = dense.repeat(1, E)
-            out: List[List[Tensor]] = [[] for _ in range(E)]
-            for _ in range(max_power):
+        if memo.get("x") is x and memo.get("version") == getattr(x, "_version", None) \
+                and memo.get("power", 0) >= max_power:
+            return [ks[:max_power] for ks in memo["features"]]
+        n, f = x.size(0), x.size(1)
+        E = self.num_elements
+        dtype = x.dtype
+        out = [[torch.empty(n, f, dtype=dtype, device=x.device) for _ in range(max_power)]
+               for _ in range(E)]
+        # Each column of the stacked [N, E·block] input passes through about ten buffers of
+        # its size (basis terms, accumulators, the stack).
+        block = max(1, min(f, KNOWLEDGE_BLOCK_BYTES // max(1, 10 * n * E * x.element_size())))
+        coo = x.to_sparse_coo().coalesce() if x.layout != torch.strided else None
+        for start in range(0, f, block):
+            stop = min(f, start + block)
+            if coo is None:
+                part = x[:, start:stop]
+            else:
+                idx, val = coo.indices(), coo.values()
+                keep = (idx[1] >= start) & (idx[1] < stop)
+                part = torch.zeros(n, stop - start, dtype=dtype, device=x.device)
+                part[idx[0, keep], idx[1, keep] - start] = val[keep]
+            z = part.repeat(1, E)
+            for k in range(max_power):
                 z = self.propagate(z)
-                for e, part in enumerate(z.split(dense.size(1), dim=1)):
-                    out[e].append(part.contiguous())
-            self._memo = {"x": x, "version": getattr(x, "_version", None), "power": max_power,
-                          "features": out}
-        return [ks[:max_power] for ks in self._memo["features"]]
+                for e, piece in enumerate(z.split(stop - start, dim=1)):
+                    out[e][k][:, start:stop] = piece
+        self._memo = {"x": x, "version": getattr(x, "_version", None), "power": max_power,
+                      "features": out}
+        return [ks[:max_power] for ks in out]
 
 
 def framelet_operators(graph: Graph, filters: str = "haar", levels: int = 1,
@@ -193,8 +213,9 @@ class FMLP(_FrameletModel):
     (memory ``E·K·N·F`` values; then the model is an MLP), ``"propagate"`` computes
     ``M_e^k (X enc_e)`` at every forward on ``[N, E·h]`` (``3k`` framelet/SpMM passes),
     ``"auto"`` (default) precomputes when that takes at most ``knowledge_bytes`` (1 GiB).
-    Both give the same function (the encoders are linear). :meth:`classify` runs the MLP part
-    on precomputed knowledge rows, e.g. a batch of nodes.
+    Both give the same function (the encoders are linear). :meth:`classify` runs the model on
+    precomputed knowledge rows, e.g. a batch of nodes; for a trained model, :meth:`encodings`
+    computed once and :meth:`head` on their rows make inference an MLP on ``h``-wide inputs.
     """
 
     def __init__(self, in_dim: int, hidden: int, out_dim: int, num_layers: int = 2,
@@ -236,8 +257,11 @@ class FMLP(_FrameletModel):
     def _act(self, h: Tensor) -> Tensor:
         return F.dropout(torch.relu(h), self.dropout, self.training)
 
-    def _encodings(self, ops: FrameletOperators, x: Tensor) -> List[List[Tensor]]:
-        """Pre-activation ``enc_e(M_e^k X)`` per element and power in :attr:`powers`."""
+    def encodings(self, ops: FrameletOperators, x: Tensor) -> List[List[Tensor]]:
+        """``enc_e(M_e^k X)`` (before the activation, ``[N, h]``) per element and per power in
+        :attr:`powers`: from the precomputed knowledge or propagated, as ``knowledge`` says.
+        Computed once for a trained model (under ``torch.no_grad()``), they make inference an
+        MLP on ``h``-wide rows: :meth:`head` on any rows of them."""
         if self.uses_precomputed(x.size(0)):
             know = ops.knowledge(x, self.num_layers)
             return [[enc(know[e][k - 1]) for k in self.powers] for e, enc in enumerate(self.enc)]
@@ -251,12 +275,16 @@ class FMLP(_FrameletModel):
                     out[e].append(part + self.enc[e].bias)
         return out
 
-    def _head(self, enc: List[List[Tensor]], x: Tensor) -> Tuple[Tensor, List[Tensor]]:
+    def head(self, enc: List[List[Tensor]], x: Tensor) -> Tuple[Tensor, List[Tensor]]:
+        """The model after the knowledge encoders: ``enc[e][i]`` holds ``enc_e(M_e^k X)`` for
+        the ``i``-th power of :attr:`powers` on some rows, ``x`` those rows' features."""
         carrier = self._act(feature_linear(self.enc_x, x))
         hidden: List[Tensor] = []
+        w_branch, w_carrier = self.att.weight.split(self.hidden, dim=1)   # att[H ‖ C]
         for layer in range(len(self.powers)):
             branches = [self._act(enc_e[layer]) for enc_e in enc]
-            alphas = [torch.sigmoid(self.att(torch.cat([h, carrier], 1))) for h in branches]
+            gate_c = F.linear(carrier, w_carrier, self.att.bias)
+            alphas = [torch.sigmoid(F.linear(h, w_branch) + gate_c) for h in branches]
             if layer < len(self.powers) - 1:
                 y = sum(a * h + (1 - a) * carrier for a, h in zip(alphas, branches))
                 hidden.append(y)
@@ -275,10 +303,10 @@ class FMLP(_FrameletModel):
         row-sliced) and ``x [B, F]`` the same rows' features. No graph is read."""
         enc = [[self.enc[e](knowledge[e][k - 1]) for k in self.powers]
                for e in range(self.num_elements)]
-        return self._head(enc, x)
+        return self.head(enc, x)
 
     def forward(self, ops: FrameletOperators, x: Tensor) -> Tuple[Tensor, List[Tensor]]:
-        return self._head(self._encodings(ops, x), x)
+        return self.head(self.encodings(ops, x), x)
 
 
 class _NoBias(nn.Module):
