@@ -80,7 +80,8 @@ def main() -> None:
             bench.add(f"{tag} {arch.upper()} encoded knowledge", "one-off",
                       lambda m=pre, a=arch: encoded.setdefault(a, m.encodings(ops, x)), once=True,
                       note="per trained model: enc_e(M^k X) [N, h]")
-    xrows = x[rows] if x.layout == torch.strided else x.to_dense()[rows]
+    from gkd_ext.data import select_rows
+    xrows = select_rows(x, rows)          # stays sparse CSR for bag-of-words features
 
     with torch.no_grad():
         for scope in ("all nodes", f"batch of {rows.numel()}"):
