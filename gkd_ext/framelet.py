@@ -24,6 +24,10 @@ then tight up to :func:`frame_error` (``sup |Σ_e p_e² - 1|`` over the spectrum
 default Haar bank, one level, ``order=6``), which bounds the relative reconstruction error of
 ``synthesis(analysis(x))``.
 
+No fused kernel: with the diagonal folded in, what a fused step would save is the
+``- T_{k-2}`` pass, measured at 3-21% of a step on the CPU (Coauthor-CS, D = 32..256; 3% on an
+ogbn-arxiv-sized graph at D = 128), not worth a new op with CPU and CUDA kernels.
+
 Every :math:`W_e` is a polynomial in :math:`L`, so its adjoint is the same polynomial in
 :math:`L^\top` (for an undirected graph, :math:`W_e^\top = W_e`); :meth:`FrameletTransform.synthesis`
 applies it. Memory: a level keeps two basis terms and one accumulator per filter, ``O(N·D·(2 +

@@ -233,6 +233,13 @@ def test_fmlp_precomputed_and_propagated_knowledge_agree(arch, layers):
         assert model.uses_precomputed(30) == (mode == "precompute")
     torch.testing.assert_close(outs[0], outs[1], rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-3, atol=1e-5)
+    # Sparse CSR features (bag-of-words) give the same model in both modes.
+    xs = (x * (x > 0.6)).to_sparse_csr()
+    for mode in ("precompute", "propagate"):
+        torch.manual_seed(0)
+        model = build_model(arch, 9, 8, 3, num_layers=layers, knowledge=mode).eval()
+        torch.testing.assert_close(model(model.prepare(g), xs)[0],
+                                   model(model.prepare(g), xs.to_dense())[0], rtol=1e-4, atol=1e-5)
     # classify() on precomputed rows is the same model on a batch of nodes, no graph read.
     model = build_model(arch, 9, 8, 3, num_layers=layers, knowledge="precompute").eval()
     ops = model.prepare(g)
