@@ -74,7 +74,7 @@ def cell_summary(name: str, payload: Dict[str, Any], slot: str, wall_s: float) -
         s = r["slots"][slot]
         at = s.get("at_best", {})
         per_seed.append({"seed": r["seed"], "val": s["val"], "test": s["test"],
-                         "test_observed": at.get("test_observed"), "best_epoch": s["best_epoch"],
+                         "test_observed": at.get("test_observed"), "best_epoch": s.get("best_epoch"),
                          "sdrf": r["task"].get("transforms", {}).get("sdrf")})
     test = summarize([p["test"] for p in per_seed])
     out = {"row": name, "test_mean": test["mean"], "test_std": test["std"], "seeds": test["n"],

@@ -350,9 +350,12 @@ class FrameletTransform:
             active = [b for b, (r, l) in enumerate(self.elements) if l >= level]
             if not active:
                 continue
-            stacked = torch.cat([blocks[b] for b in active], 1) if len(active) > 1 else blocks[active[0]]
-            rows = sorted({self.elements[b][0] if self.elements[b][1] == level else 0 for b in active})
-            outs = dict(zip(rows, self._basis_filters(stacked, level, self.coeffs[rows], transpose)))
+            stacked = torch.cat([blocks[b] for b in active], 1) if len(active) > 1 \
+                else blocks[active[0]]
+            rows = sorted({self.elements[b][0] if self.elements[b][1] == level else 0
+                           for b in active})
+            outs = dict(zip(rows, self._basis_filters(stacked, level, self.coeffs[rows],
+                                                      transpose)))
             for i, b in enumerate(active):
                 r, l = self.elements[b]
                 blocks[b] = outs[r if l == level else 0][:, i * d:(i + 1) * d]
@@ -389,9 +392,10 @@ class FrameletTransform:
         """``Σ_e W_e^T c_e``: the adjoint of :meth:`analysis`, from one ``[N, D]`` per element;
         ``synthesis(analysis(x)) == x`` up to :meth:`error`."""
         if not isinstance(coeffs, (list, tuple)) or len(coeffs) != len(self.elements):
+            got = f"a {type(coeffs).__name__}" if not isinstance(coeffs, (list, tuple)) else \
+                f"{len(coeffs)}"
             raise ValueError(f"FrameletTransform.synthesis: 'coeffs' must be a list of "
-                             f"{len(self.elements)} tensors (one per frame element), got "
-                             f"{type(coeffs).__name__} of length {len(coeffs) if hasattr(coeffs, '__len__') else '?'}")
+                             f"{len(self.elements)} tensors (one per frame element), got {got}")
         y = torch.cat(list(coeffs), 1)
         out = self.apply_adjoint(y)
         return sum(out.split(coeffs[0].size(1), dim=1))

@@ -87,4 +87,5 @@ class FramelessKD(Method):
         nll = self.task.loss(s, batch)
         kl = F.kl_div(F.log_softmax(s, -1), F.log_softmax(t, -1), log_target=True,
                       reduction="batchmean")
-        return {"student": lam * nll + (1 - lam) * kl}, {"nll": float(nll.detach()), "kl": float(kl.detach())}
+        logs = {"nll": float(nll.detach()), "kl": float(kl.detach())}
+        return {"student": lam * nll + (1 - lam) * kl}, logs
