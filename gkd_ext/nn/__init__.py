@@ -1,6 +1,8 @@
 """GNN layers and models built on the gkd_ext ops, and the model factory."""
 from .base import GraphModel, plain_graph, remove_self_loops, self_loop_graph  # noqa: F401
 from .ensemble import Ensemble, mean_probability_logits  # noqa: F401
+from .framelet import (FMLP, FrameletOperators, SpatUFG, SpatUFGConv,  # noqa: F401
+                       framelet_operators)
 from .functional import edge_softmax, global_pool  # noqa: F401
 from .gat import GAT, GATConv  # noqa: F401
 from .gcn import GCN, GCNConv, gcn_graph  # noqa: F401
@@ -13,4 +15,5 @@ from .sage import GraphSAGE, SAGEConv  # noqa: F401
 __all__ = ["GraphModel", "Ensemble", "mean_probability_logits", "plain_graph", "remove_self_loops", "self_loop_graph", "edge_softmax",
            "global_pool", "GAT", "GATConv", "GCN", "GCNConv", "gcn_graph", "GIN", "GINConv",
            "MLP", "MODEL_NAMES", "build_model", "canonical_model_name", "GraphClassifier", "Pool",
-           "GraphSAGE", "SAGEConv"]
+           "GraphSAGE", "SAGEConv", "FMLP", "FrameletOperators", "SpatUFG", "SpatUFGConv",
+           "framelet_operators"]

@@ -6,6 +6,7 @@ from typing import Optional
 
 from .base import GraphModel
 from .ensemble import Ensemble
+from .framelet import FMLP, SpatUFG
 from .gat import GAT
 from .gcn import GCN
 from .gin import GIN
@@ -21,8 +22,12 @@ _MODELS = {
     "gin": (GIN, {}),
     "mlp": (MLP, {}),
     "ensemble": (Ensemble, {}),
+    "spatufg": (SpatUFG, {}),
+    "fmlp-o": (FMLP, {"single": False}),
+    "fmlp-s": (FMLP, {"single": True}),
 }
-_ALIASES = {"graphsage": "sage", "sage-mean": "sage", "graphsage-pool": "sage-pool"}
+_ALIASES = {"graphsage": "sage", "sage-mean": "sage", "graphsage-pool": "sage-pool",
+            "fmlpo": "fmlp-o", "fmlps": "fmlp-s", "spat-ufg": "spatufg"}
 
 MODEL_NAMES = tuple(sorted(_MODELS)) + tuple(sorted(_ALIASES))
 
@@ -40,7 +45,9 @@ def build_model(name: str, in_dim: int, hidden: int, out_dim: int, num_layers: i
                 heads: Optional[int] = None, dropout: Optional[float] = None,
                 **kwargs) -> GraphModel:
     """Build a model by name: ``gcn``, ``gat``, ``sage`` (mean; alias ``graphsage``,
-    ``sage-mean``), ``sage-pool``, ``gin``, ``mlp``, ``ensemble`` (``members=[spec dicts]``).
+    ``sage-mean``), ``sage-pool``, ``gin``, ``mlp``, ``ensemble`` (``members=[spec dicts]``),
+    ``spatufg`` (the framelet teacher), ``fmlp-o`` and ``fmlp-s`` (the framelet MLP students;
+    framelet options ``filters``, ``levels``, ``order``, ``scale``, ``knowledge``).
 
     ``hidden`` is the width of a hidden layer (per head for GAT, whose hidden layers are
     ``heads * hidden`` wide). ``heads`` is used by GAT only and ignored by the others, so one

@@ -12,4 +12,5 @@ from .fit import Fitted, Tracker, fit, obtain_teacher  # noqa: F401
 from .method import (JOINT, METHODS, ROUND_ROBIN, Method, Output, Role, Setup, Slot,  # noqa: F401
                      get_method, make_method, method_names, register_method)
 from .metrics import METRICS, accuracy, get_metric, micro_f1, roc_auc  # noqa: F401
-from .tasks import Batch, DataConfig, GraphTask, NodeTask, Split, Task, build_tasks  # noqa: F401
+from .tasks import (Batch, DataConfig, GraphTask, InductiveNodeTask, NodeTask, Split, Task,  # noqa: F401
+                    build_tasks, inductive_holdout, observed_subgraph)

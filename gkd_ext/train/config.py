@@ -160,7 +160,8 @@ class ModelSpec:
     """One participant's architecture: a model name of :func:`gkd_ext.nn.build_model`, its
     common sizes, and ``options``: keyword arguments only that architecture takes (e.g.
     ``{"residual": True}`` for GAT, ``{"aggr": "pool"}`` for GraphSAGE)."""
-    arch: str = option("gcn", help="architecture (gcn, gat, sage, sage-pool, gin, mlp)", flag="")
+    arch: str = option("gcn", help="architecture (gcn, gat, sage, sage-pool, gin, mlp, spatufg, "
+                       "fmlp-o, fmlp-s)", flag="")
     hidden: int = option(64, help="hidden width (per attention head for GAT)", min=1)
     layers: int = option(2, help="number of layers", min=1)
     heads: int = option(1, help="attention heads of the hidden layers (GAT only)", min=1)

@@ -139,25 +139,28 @@ class Runner:
         return Output(logits, list(hidden))
 
     @torch.no_grad()
-    def predict(self, model: nn.Module) -> Output:
-        """``model``'s outputs over the whole data, rows in global order (eval mode)."""
+    def predict(self, model: nn.Module, batches=None) -> Output:
+        """``model``'s outputs over ``batches`` (default: the task's evaluation batches, which
+        cover the whole data), rows in global order; rows no batch covers are NaN (eval
+        mode)."""
         model.eval()
         parts, target_ids, node_ids = [], [], []
-        for batch in self.task.eval_batches():
+        for batch in (self.task.eval_batches() if batches is None else batches):
             parts.append(self.forward(model, batch))
             target_ids.append(batch.target_ids)
             node_ids.append(batch.node_ids)
         if len(parts) == 1 and target_ids[0] is None:
             return parts[0]
-        logits = _in_order(torch.cat([p.logits for p in parts]), torch.cat(target_ids))
+        logits = _in_order(torch.cat([p.logits for p in parts]), torch.cat(target_ids),
+                           self.task.num_targets)
         nodes = torch.cat(node_ids)
-        hidden = [_in_order(torch.cat([p.hidden[i] for p in parts]), nodes)
+        hidden = [_in_order(torch.cat([p.hidden[i] for p in parts]), nodes, self.task.num_nodes)
                   for i in range(len(parts[0].hidden))]
         return Output(logits, hidden)
 
 
-def _in_order(rows: Tensor, ids: Tensor) -> Tensor:
-    out = torch.empty_like(rows)
+def _in_order(rows: Tensor, ids: Tensor, total: int) -> Tensor:
+    out = rows.new_full((total,) + tuple(rows.shape[1:]), float("nan"))
     out[ids] = rows
     return out
 
@@ -223,7 +226,9 @@ def fit(method: Method, task: Task, optim: Optional[OptimConfig] = None, *, seed
             frozen[name], frozen_records[name] = got.models["model"], got.record
     teacher_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    cached = {name: runner.predict(model) for name, model in frozen.items()}
+    # Frozen outputs come from the batches the task lets training see (the whole data, or in
+    # an inductive task the observed part only, so no held-out node reaches a teacher).
+    cached = {name: runner.predict(model, task.frozen_batches()) for name, model in frozen.items()}
     cache_s = time.perf_counter() - t0
 
     # Trained slots: models, the method's loss parts, one optimiser each.

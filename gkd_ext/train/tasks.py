@@ -2,6 +2,10 @@
 says what the supervised loss is, and scores predictions with its dataset's metric.
 
 - :class:`NodeTask`: node classification on one graph; the full graph is one batch.
+- :class:`InductiveNodeTask`: node classification with part of the test nodes held out of
+  training (GLNN's inductive setting): training, and every frozen teacher's outputs, see only
+  the graph induced on the observed nodes; the held-out nodes and their edges appear only at
+  inference.
 - :class:`GraphTask`: graph classification; mini-batches of graphs, each one block-diagonal
   :class:`~gkd_ext.Graph` plus the graph index of every node for pooling.
 
@@ -74,8 +78,19 @@ class Task:
         """Batches covering every target once, in a fixed order."""
         raise NotImplementedError
 
+    def frozen_batches(self) -> Iterator[Batch]:
+        """The batches frozen participants (teachers) are run on for training: by default
+        the evaluation batches; a task that hides data from training (inductive) gives only
+        what training may see. Rows they do not cover stay NaN and are never read."""
+        return self.eval_batches()
+
     @property
     def num_targets(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def num_nodes(self) -> int:
+        """Rows of the hidden outputs over the whole data."""
         raise NotImplementedError
 
     def split_rows(self) -> Dict[str, Tensor]:
@@ -101,11 +116,15 @@ class Task:
         return {name: fn(logits, y, rows) for name, rows in self.split_rows().items()}
 
     def signature(self) -> Dict:
-        """What identifies the data and split a model was trained on (checkpoints check it)."""
+        """What identifies the data and split a model was trained on (checkpoints check it),
+        with the graph transforms applied (``transforms``, e.g. SDRF), when any."""
         rows = self.split_rows()
-        return {"task": type(self).__name__, "name": self.name, "targets": self.num_targets,
-                "features": self.num_features, "classes": self.num_classes,
-                "split": {k: [int(_count(v)), int(_index(v).sum())] for k, v in rows.items()}}
+        sig = {"task": type(self).__name__, "name": self.name, "targets": self.num_targets,
+               "features": self.num_features, "classes": self.num_classes,
+               "split": {k: [int(_count(v)), int(_index(v).sum())] for k, v in rows.items()}}
+        if getattr(self, "transforms", None):
+            sig["transforms"] = self.transforms
+        return sig
 
     def describe(self) -> Dict:
         return {**self.signature(), "metric": self.metric}
@@ -133,7 +152,9 @@ class NodeTask(Task):
 
     def __init__(self, x: Tensor, y: Tensor, graph: Graph, split: Split, *, multilabel: bool = False,
                  metric: Optional[str] = None, name: str = "graph",
-                 device: torch.device = torch.device("cpu")):
+                 device: torch.device = torch.device("cpu"),
+                 transforms: Optional[Dict] = None):
+        self.transforms = dict(transforms or {})
         self.device = torch.device(device)
         self.x, self.y = x.to(self.device), y.to(self.device)
         self.split = Split(split.train.to(self.device), split.val.to(self.device),
@@ -151,6 +172,10 @@ class NodeTask(Task):
     def num_targets(self) -> int:
         return self.x.size(0)
 
+    @property
+    def num_nodes(self) -> int:
+        return self.x.size(0)
+
     def train_batches(self) -> Iterator[Batch]:
         yield self._batch
 
@@ -162,6 +187,80 @@ class NodeTask(Task):
 
     def split_rows(self) -> Dict[str, Tensor]:
         return {"train": self.split.train, "val": self.split.val, "test": self.split.test}
+
+
+def observed_subgraph(graph: Graph, observed: Tensor) -> Tuple[Graph, Tensor]:
+    """The graph induced on the nodes where ``observed`` (bool ``[N]``) holds, renumbered in
+    order, and the global ids of its nodes: every edge at an unobserved node is dropped."""
+    ids = observed.nonzero().view(-1)
+    new_id = torch.full((graph.num_dst,), -1, dtype=torch.long, device=observed.device)
+    new_id[ids] = torch.arange(ids.numel(), device=observed.device)
+    ei = graph.edge_index
+    keep = observed[ei[0]] & observed[ei[1]]
+    return Graph.from_edge_index(new_id[ei[:, keep]], ids.numel()), ids
+
+
+class InductiveNodeTask(NodeTask):
+    """Node classification where the test nodes in ``held_out`` (bool ``[N]``, a subset of the
+    test split) and every edge at them are hidden from training, as in GLNN's inductive
+    setting.
+
+    Training batches hold the graph induced on the observed nodes (``train_graph``, by default
+    :func:`observed_subgraph` of ``graph``; pass a rewired one to keep a transform off the
+    held-out part), their features and labels only; frozen teachers are run on that batch too
+    (:meth:`frozen_batches`). Evaluation runs on the full ``graph``. Splits: ``test`` is the
+    held-out (inductive) test nodes, ``test_observed`` the test nodes seen during training
+    (the transductive part), ``test_all`` both; ``train`` and ``val`` as given.
+    """
+
+    def __init__(self, x: Tensor, y: Tensor, graph: Graph, split: Split, held_out: Tensor, *,
+                 train_graph: Optional[Graph] = None, **kwargs):
+        super().__init__(x, y, graph, split, **kwargs)
+        held_out = torch.as_tensor(held_out, dtype=torch.bool, device=self.device)
+        if held_out.shape != (self.num_nodes,):
+            raise ValueError(f"InductiveNodeTask: 'held_out' must be a bool mask of shape "
+                             f"[{self.num_nodes}], got {list(held_out.shape)}")
+        if bool((held_out & ~self.split.test).any()):
+            raise ValueError("InductiveNodeTask: 'held_out' must only hold test nodes")
+        self.held_out = held_out
+        observed = ~held_out
+        sub, ids = observed_subgraph(self.graph, observed)
+        if train_graph is None:
+            train_graph = sub
+        train_graph = train_graph.to(self.device)
+        if train_graph.num_dst != ids.numel():
+            raise ValueError(f"InductiveNodeTask: 'train_graph' must have one node per observed "
+                             f"node ({ids.numel()}), got {train_graph.num_dst}")
+        from ..data import select_rows
+        self.observed_ids = ids
+        self._train = Batch(train_graph, select_rows(self.x, ids), self.y[ids],
+                            loss_rows=self.split.train[ids], node_ids=ids, target_ids=ids,
+                            key="observed")
+
+    def train_batches(self) -> Iterator[Batch]:
+        yield self._train
+
+    def frozen_batches(self) -> Iterator[Batch]:
+        yield self._train
+
+    def split_rows(self) -> Dict[str, Tensor]:
+        test = self.split.test
+        return {"train": self.split.train, "val": self.split.val, "test": test & self.held_out,
+                "test_observed": test & ~self.held_out, "test_all": test}
+
+
+def inductive_holdout(test: Tensor, fraction: float, seed: int) -> Tensor:
+    """A bool mask of ``round(fraction * |test|)`` test nodes drawn with ``seed`` (at least one
+    when ``fraction > 0``): the nodes an inductive task holds out."""
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"inductive_holdout: 'fraction' must lie in [0, 1], got {fraction}")
+    ids = test.nonzero().view(-1)
+    count = min(ids.numel(), max(1, round(fraction * ids.numel()))) if fraction > 0 else 0
+    gen = torch.Generator().manual_seed(seed)
+    pick = ids[torch.randperm(ids.numel(), generator=gen)[:count]]
+    mask = torch.zeros_like(test, dtype=torch.bool)
+    mask[pick] = True
+    return mask
 
 
 class GraphTask(Task):
@@ -196,6 +295,10 @@ class GraphTask(Task):
     @property
     def num_targets(self) -> int:
         return self.data.num_graphs
+
+    @property
+    def num_nodes(self) -> int:
+        return self.data.num_nodes
 
     def targets(self) -> Tensor:
         return self.data.y
@@ -246,6 +349,19 @@ class DataConfig:
                           choices=("sum", "mean", "max"))
     features: str = option("l2", help="row normalisation of non-negative (bag-of-words) "
                            "features: l2 (unit length), sum (sum 1), none", choices=NORMS)
+    inductive: float = option(0.0, help="node classification: hold this fraction of the test "
+                              "nodes and every edge at them out of training (teachers "
+                              "included) and score them at inference, as GLNN's inductive "
+                              "setting (0.2 there); 0 is transductive", min=0.0, max=1.0)
+    sdrf_iterations: int = option(0, help="node classification: rewire the graph with SDRF "
+                                  "(curvature-based) for this many iterations before "
+                                  "training, once per run, so teachers and students see the "
+                                  "same graph (inductive: only the observed part); 0 is off",
+                                  min=0)
+    sdrf_tau: float = option(1.0, help="SDRF: softmax temperature of the added edge's draw",
+                             above=0.0)
+    sdrf_removal_bound: float = option(0.5, help="SDRF: the most curved edge is removed while "
+                                       "its curvature is above this")
     device: str = option("cpu", help="cpu or cuda")
 
 
@@ -270,6 +386,9 @@ def build_tasks(cfg: DataConfig, seed: int) -> List[Tuple[str, Task]]:
     data = load_dataset(cfg.dataset, data_dir=cfg.data_dir, split=cfg.split, seed=seed,
                         lcc=cfg.lcc)
     if isinstance(data, GraphDataset):
+        if cfg.inductive > 0 or cfg.sdrf_iterations > 0:
+            raise ValueError("--inductive and --sdrf-iterations apply to node classification; "
+                             f"{cfg.dataset!r} is a graph classification dataset")
         tasks = []
         for k, (train, test) in enumerate(stratified_kfold(data.y, cfg.folds, seed=seed)):
             train, val = stratified_holdout(data.y, train, cfg.val_fraction, seed * cfg.folds + k)
@@ -278,6 +397,39 @@ def build_tasks(cfg: DataConfig, seed: int) -> List[Tuple[str, Task]]:
         return tasks
     train, val, test = data.masks()
     x = node_features(data.x, cfg.features)
-    return [("", NodeTask(x, data.y, data.graph, Split(train, val, test),
-                          multilabel=data.multilabel, metric=data.metric, name=data.name,
-                          device=cfg.device))]
+    kwargs = dict(multilabel=data.multilabel, metric=data.metric, name=data.name,
+                  device=cfg.device)
+    held = inductive_holdout(test, cfg.inductive, seed) if cfg.inductive > 0 else None
+    graph, train_graph, transforms = rewire(data.graph, cfg, seed, held)
+    if held is not None:
+        transforms["inductive"] = cfg.inductive
+        return [("", InductiveNodeTask(x, data.y, graph, Split(train, val, test), held,
+                                       train_graph=train_graph, transforms=transforms, **kwargs))]
+    return [("", NodeTask(x, data.y, graph, Split(train, val, test), transforms=transforms,
+                          **kwargs))]
+
+
+def rewire(graph: Graph, cfg: DataConfig, seed: int, held_out: Optional[Tensor] = None
+           ) -> Tuple[Graph, Optional[Graph], Dict]:
+    """Apply the graph transforms of ``cfg`` (SDRF when ``cfg.sdrf_iterations > 0``, seeded
+    with ``seed``): ``(graph, train_graph, transforms)``. With ``held_out`` nodes only the
+    graph induced on the observed nodes is rewired: ``train_graph`` is that (renumbered) and
+    ``graph`` the rewired observed edges plus every original edge at a held-out node, so
+    nothing about the held-out part shapes the rewiring."""
+    if cfg.sdrf_iterations <= 0:
+        return graph, None, {}
+    from ..graph_surgery import sdrf
+    settings = {"iterations": cfg.sdrf_iterations, "tau": cfg.sdrf_tau,
+                "removal_bound": cfg.sdrf_removal_bound}
+    if held_out is None:
+        res = sdrf(graph, seed=seed, **settings)
+        return res.graph, None, {"sdrf": {**settings, "seed": seed, "added": len(res.added),
+                                          "removed": len(res.removed)}}
+    sub, ids = observed_subgraph(graph, ~held_out)
+    res = sdrf(sub, seed=seed, **settings)
+    ei = graph.edge_index
+    at_held = held_out[ei[0]] | held_out[ei[1]]
+    full = Graph.from_edge_index(torch.cat([ids[res.graph.edge_index], ei[:, at_held]], 1),
+                                 graph.num_dst)
+    return full, res.graph, {"sdrf": {**settings, "seed": seed, "added": len(res.added),
+                                      "removed": len(res.removed)}}

@@ -1,2 +1,2 @@
 """The built-in methods, one module each; importing this package registers them."""
-from . import alignahead, gml, offline, supervised  # noqa: F401
+from . import alignahead, frameless, gml, offline, supervised  # noqa: F401
