@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import bz2
 import collections
-import copyreg
 import io
 import json
 import os

@@ -9,11 +9,13 @@ architecture name:
 """
 from __future__ import annotations
 
-from typing import Any, Hashable, List
+from typing import Any, Callable, Hashable, List, Tuple
 
+import torch
 from torch import nn
 
 from ..graph import Graph
+from .functional import stacked_forward
 
 
 class GraphModel(nn.Module):
@@ -32,6 +34,27 @@ class GraphModel(nn.Module):
     def hidden_dims(self) -> List[int]:
         """Widths of the hidden outputs ``forward`` returns (subclasses set ``_hidden_dims``)."""
         return list(self._hidden_dims)
+
+
+class ConvStack(GraphModel):
+    """``num_layers`` graph convolutions ``make_conv(d_in, d_out)`` over the widths
+    ``in_dim, hidden, ..., hidden, out_dim``, with dropout on every layer's input and
+    ``activation`` between layers; ``forward`` returns the logits and every hidden layer's
+    output before its activation."""
+    activation: Callable = staticmethod(torch.relu)
+
+    def __init__(self, in_dim: int, hidden: int, out_dim: int, num_layers: int, dropout: float,
+                 make_conv: Callable[[int, int], nn.Module]):
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"{type(self).__name__}: 'num_layers' must be >= 1, got {num_layers}")
+        dims = [in_dim] + [hidden] * (num_layers - 1) + [out_dim]
+        self.convs = nn.ModuleList(make_conv(a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.dropout = dropout
+        self._hidden_dims = dims[1:-1]
+
+    def forward(self, inputs: Any, x: torch.Tensor) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+        return stacked_forward(self.convs, inputs, x, self.dropout, self.training, self.activation)
 
 
 def plain_graph(graph: Graph) -> Graph:

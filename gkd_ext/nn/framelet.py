@@ -28,7 +28,7 @@ from ..framelet import DEFAULT_ORDER, FrameletTransform
 from ..functional import spmm
 from ..graph import Graph
 from .base import GraphModel, remove_self_loops
-from .functional import dense_features, feature_dropout, feature_linear
+from .functional import feature_dropout, feature_linear
 from .gcn import gcn_graph
 
 Tensor = torch.Tensor

@@ -1,15 +1,13 @@
 """Graph convolution (Kipf & Welling) on gkd_ext.spmm."""
 from __future__ import annotations
 
-from typing import List, Tuple
-
 import torch
 from torch import nn
 
 from ..functional import spmm
 from ..graph import Graph
-from .base import GraphModel, remove_self_loops
-from .functional import feature_linear, stacked_forward
+from .base import ConvStack, remove_self_loops
+from .functional import feature_linear
 
 
 def gcn_graph(graph: Graph) -> Graph:
@@ -35,21 +33,14 @@ class GCNConv(nn.Module):
         return out if self.bias is None else out + self.bias
 
 
-class GCN(GraphModel):
+class GCN(ConvStack):
     """A GCN of ``num_layers`` convolutions. ``forward`` returns the logits and the hidden
     representations of every layer but the last (pre-activation), which the KD losses align.
     ``prepare(graph)`` gives the :func:`gcn_graph` of the graph without its own self-loops."""
 
     def __init__(self, in_dim: int, hidden: int, out_dim: int, num_layers: int = 2,
                  dropout: float = 0.5):
-        super().__init__()
-        dims = [in_dim] + [hidden] * (num_layers - 1) + [out_dim]
-        self.convs = nn.ModuleList(GCNConv(a, b) for a, b in zip(dims[:-1], dims[1:]))
-        self.dropout = dropout
-        self._hidden_dims = dims[1:-1]
+        super().__init__(in_dim, hidden, out_dim, num_layers, dropout, GCNConv)
 
     def prepare(self, graph: Graph) -> Graph:
         return gcn_graph(remove_self_loops(graph))
-
-    def forward(self, graph: Graph, x: torch.Tensor) -> Tuple[torch.Tensor, List[torch.Tensor]]:
-        return stacked_forward(self.convs, graph, x, self.dropout, self.training)

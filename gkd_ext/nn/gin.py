@@ -1,15 +1,15 @@
 """Graph isomorphism network (Xu et al.) on gkd_ext.spmm."""
 from __future__ import annotations
 
-from typing import List, Tuple
+
 
 import torch
 from torch import nn
 
 from ..functional import spmm
 from ..graph import Graph
-from .base import GraphModel, plain_graph
-from .functional import dense_features, stacked_forward
+from .base import ConvStack, plain_graph
+from .functional import dense_features
 
 
 class GINConv(nn.Module):
@@ -37,7 +37,7 @@ class GINConv(nn.Module):
         return self.mlp((1 + self.eps) * x[: graph.num_dst] + spmm(graph, x, ones))
 
 
-class GIN(GraphModel):
+class GIN(ConvStack):
     """A GIN of ``num_layers`` :class:`GINConv` layers with ReLU in between (the last layer's
     MLP maps to ``out_dim``); ``forward`` returns the logits and the pre-activation output of
     every hidden layer. For graph classification pool the node logits or hidden rows with
@@ -45,18 +45,9 @@ class GIN(GraphModel):
 
     def __init__(self, in_dim: int, hidden: int, out_dim: int, num_layers: int = 2,
                  dropout: float = 0.5, train_eps: bool = False, batch_norm: bool = False):
-        super().__init__()
-        if num_layers < 1:
-            raise ValueError(f"GIN: 'num_layers' must be >= 1, got {num_layers}")
-        dims = [in_dim] + [hidden] * (num_layers - 1) + [out_dim]
-        self.convs = nn.ModuleList(GINConv(a, b, hidden=hidden, train_eps=train_eps,
-                                           batch_norm=batch_norm)
-                                   for a, b in zip(dims[:-1], dims[1:]))
-        self.dropout = dropout
-        self._hidden_dims = dims[1:-1]
+        super().__init__(in_dim, hidden, out_dim, num_layers, dropout,
+                         lambda a, b: GINConv(a, b, hidden=hidden, train_eps=train_eps,
+                                              batch_norm=batch_norm))
 
     def prepare(self, graph: Graph) -> Graph:
         return plain_graph(graph)
-
-    def forward(self, graph: Graph, x: torch.Tensor) -> Tuple[torch.Tensor, List[torch.Tensor]]:
-        return stacked_forward(self.convs, graph, x, self.dropout, self.training)

@@ -1,7 +1,7 @@
 """GraphSAGE (Hamilton et al.) with mean and max-pool aggregators on gkd_ext.spmm."""
 from __future__ import annotations
 
-from typing import List, Tuple
+
 
 import torch
 from torch import nn
@@ -9,8 +9,8 @@ import torch.nn.functional as F
 
 from ..functional import spmm
 from ..graph import Graph
-from .base import GraphModel, plain_graph
-from .functional import dense_features, stacked_forward
+from .base import ConvStack, plain_graph
+from .functional import dense_features
 
 _AGGRS = ("mean", "pool")
 
@@ -52,23 +52,14 @@ class SAGEConv(nn.Module):
         return out if self.bias is None else out + self.bias
 
 
-class GraphSAGE(GraphModel):
+class GraphSAGE(ConvStack):
     """A GraphSAGE model of ``num_layers`` :class:`SAGEConv` layers with ReLU in between;
     ``forward`` returns the logits and the pre-activation output of every hidden layer."""
 
     def __init__(self, in_dim: int, hidden: int, out_dim: int, num_layers: int = 2,
                  dropout: float = 0.5, aggr: str = "mean", root_weight: bool = True):
-        super().__init__()
-        if num_layers < 1:
-            raise ValueError(f"GraphSAGE: 'num_layers' must be >= 1, got {num_layers}")
-        dims = [in_dim] + [hidden] * (num_layers - 1) + [out_dim]
-        self.convs = nn.ModuleList(SAGEConv(a, b, aggr=aggr, root_weight=root_weight)
-                                   for a, b in zip(dims[:-1], dims[1:]))
-        self.dropout = dropout
-        self._hidden_dims = dims[1:-1]
+        super().__init__(in_dim, hidden, out_dim, num_layers, dropout,
+                         lambda a, b: SAGEConv(a, b, aggr=aggr, root_weight=root_weight))
 
     def prepare(self, graph: Graph) -> Graph:
         return plain_graph(graph)
-
-    def forward(self, graph: Graph, x: torch.Tensor) -> Tuple[torch.Tensor, List[torch.Tensor]]:
-        return stacked_forward(self.convs, graph, x, self.dropout, self.training)
