@@ -21,7 +21,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import torch  # noqa: E402
 
-from common import Bench, copy_bandwidth_gbs, parser, try_import_torch_scatter  # noqa: E402
+from common import (Bench, copy_bandwidth_gbs, graph_parser, graph_sizes,  # noqa: E402
+                    try_import_torch_scatter)
 
 import gkd_ext  # noqa: E402
 from gkd_ext.data import workload_graph  # noqa: E402
@@ -34,16 +35,8 @@ def byte_models(n: int, nnz: int, d: int, elem: int = 4) -> dict:
 
 
 def main() -> None:
-    p = parser(__doc__.split("\n")[0])
-    p.add_argument("--workloads", nargs="+", default=None,
-                   help="arxiv, reddit, products (default: arxiv on CPU, all three on CUDA)")
-    p.add_argument("--dims", nargs="+", type=int, default=None,
-                   help="feature widths (default: 128 on CPU; 64 128 256 on CUDA)")
-    p.add_argument("--scale", type=float, default=1.0, help="shrink the workload graphs (say so)")
-    args = p.parse_args()
-    dev = torch.device(args.device)
-    workloads = args.workloads or (["arxiv"] if dev.type == "cpu" else ["arxiv", "reddit", "products"])
-    dims = args.dims or ([128] if dev.type == "cpu" else [64, 128, 256])
+    args = graph_parser(__doc__.split("\n")[0]).parse_args()
+    dev, workloads, dims = graph_sizes(args)
     bench = Bench("spmm", args)
     bench.meta["copy_gbs"] = copy_bandwidth_gbs(dev)
     print(f"# copy bandwidth (clone, read+write): {bench.meta['copy_gbs']:.1f} GB/s")
