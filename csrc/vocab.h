@@ -53,10 +53,12 @@ inline Precision parse_precision(const char* op, c10::string_view precision) {
 enum class GspKernel { kCosine, kPoly, kL2, kRbf };
 
 inline GspKernel parse_gsp_kernel(const char* op, c10::string_view kernel) {
-  static constexpr Choice<GspKernel> kChoices[] = {{"rbf", GspKernel::kRbf},
-                                                   {"cosine", GspKernel::kCosine},
-                                                   {"poly", GspKernel::kPoly},
-                                                   {"l2", GspKernel::kL2}};
+  static constexpr Choice<GspKernel> kChoices[] = {
+      {"rbf", GspKernel::kRbf},
+      {"cosine", GspKernel::kCosine},
+      {"poly", GspKernel::kPoly},
+      {"l2", GspKernel::kL2},
+  };
   return parse_choice(op, "kernel", kernel, kChoices);
 }
 
@@ -77,12 +79,17 @@ enum class LspKernel { kRbf, kLaplacian, kCosine, kPoly, kL2, kLinear };
 
 inline LspKernel parse_lsp_kernel(const char* op, c10::string_view kernel) {
   static constexpr Choice<LspKernel> kChoices[] = {
-      {"rbf", LspKernel::kRbf},   {"laplacian", LspKernel::kLaplacian},
-      {"cosine", LspKernel::kCosine}, {"poly", LspKernel::kPoly},
-      {"l2", LspKernel::kL2},     {"linear", LspKernel::kLinear}};
+      {"rbf", LspKernel::kRbf},
+      {"laplacian", LspKernel::kLaplacian},
+      {"cosine", LspKernel::kCosine},
+      {"poly", LspKernel::kPoly},
+      {"l2", LspKernel::kL2},
+      {"linear", LspKernel::kLinear},
+  };
   return parse_choice(op, "kernel", kernel, kChoices);
 }
 
+// The name of the kernel's parameter (the op's 'param'), nullptr for a kernel without one.
 inline const char* param_name(LspKernel kernel) {
   switch (kernel) {
     case LspKernel::kRbf: return "gamma";
