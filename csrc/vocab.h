@@ -54,11 +54,8 @@ enum class GspKernel { kCosine, kPoly, kL2, kRbf };
 
 inline GspKernel parse_gsp_kernel(const char* op, c10::string_view kernel) {
   static constexpr Choice<GspKernel> kChoices[] = {
-      {"rbf", GspKernel::kRbf},
-      {"cosine", GspKernel::kCosine},
-      {"poly", GspKernel::kPoly},
-      {"l2", GspKernel::kL2},
-  };
+      {"rbf", GspKernel::kRbf}, {"cosine", GspKernel::kCosine},
+      {"poly", GspKernel::kPoly}, {"l2", GspKernel::kL2}};
   return parse_choice(op, "kernel", kernel, kChoices);
 }
 
@@ -79,13 +76,9 @@ enum class LspKernel { kRbf, kLaplacian, kCosine, kPoly, kL2, kLinear };
 
 inline LspKernel parse_lsp_kernel(const char* op, c10::string_view kernel) {
   static constexpr Choice<LspKernel> kChoices[] = {
-      {"rbf", LspKernel::kRbf},
-      {"laplacian", LspKernel::kLaplacian},
-      {"cosine", LspKernel::kCosine},
-      {"poly", LspKernel::kPoly},
-      {"l2", LspKernel::kL2},
-      {"linear", LspKernel::kLinear},
-  };
+      {"rbf", LspKernel::kRbf}, {"laplacian", LspKernel::kLaplacian},
+      {"cosine", LspKernel::kCosine}, {"poly", LspKernel::kPoly},
+      {"l2", LspKernel::kL2}, {"linear", LspKernel::kLinear}};
   return parse_choice(op, "kernel", kernel, kChoices);
 }
 
