@@ -33,10 +33,11 @@ from typing import Tuple  # noqa: E402
 
 import torch  # noqa: E402
 
-from common import Bench, copy_bandwidth_gbs, parser, relative  # noqa: E402
+from common import Bench, copy_bandwidth_gbs, graph_parser, graph_sizes, relative  # noqa: E402
 
 import gkd_ext  # noqa: E402
 from gkd_ext import Graph  # noqa: E402
+from gkd_ext.kernels import LSP_KERNELS  # noqa: E402
 from gkd_ext.data import workload_graph  # noqa: E402
 from gkd_ext.reference import lsp_reference_dgl, lsp_reference_pyg  # noqa: E402
 
@@ -62,13 +63,9 @@ def sampled_check_graph(g: Graph, num_nodes: int, seed: int = 0) -> Tuple[Graph,
 
 
 def make_parser() -> argparse.ArgumentParser:
-    p = parser(__doc__.split("\n")[0])
-    p.add_argument("--workloads", nargs="+", default=None,
-                   help="arxiv, reddit, products (default: arxiv on CPU, all three on CUDA)")
-    p.add_argument("--dims", nargs="+", type=int, default=None,
-                   help="feature widths D_s = D_t (default: 128 on CPU; 64 128 256 on CUDA)")
-    p.add_argument("--kernels", nargs="+", default=["rbf"], help="LSP kernels (default: rbf)")
-    p.add_argument("--scale", type=float, default=1.0, help="shrink the workload graphs (say so)")
+    p = graph_parser(__doc__.split("\n")[0], "feature widths D_s = D_t")
+    p.add_argument("--kernels", nargs="+", default=["rbf"], choices=LSP_KERNELS,
+                   help="LSP kernels (default: rbf)")
     p.add_argument("--no-dgl", action="store_true", help="skip the DGL-style reference")
     p.add_argument("--no-both", action="store_true", help="skip the student+teacher gradient case")
     p.add_argument("--fused-only", nargs="*", default=[], metavar="WORKLOAD",
@@ -82,9 +79,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 def main() -> None:
     args = make_parser().parse_args()
-    dev = torch.device(args.device)
-    workloads = args.workloads or (["arxiv"] if dev.type == "cpu" else ["arxiv", "reddit", "products"])
-    dims = args.dims or ([128] if dev.type == "cpu" else [64, 128, 256])
+    dev, workloads, dims = graph_sizes(args)
     bench = Bench("lsp", args)
     bench.meta["copy_gbs"] = copy_bandwidth_gbs(dev, args.copy_mb)
     print(f"# copy bandwidth (clone, read+write): {bench.meta['copy_gbs']:.1f} GB/s")

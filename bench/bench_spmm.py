@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import torch  # noqa: E402
 
-from common import (Bench, copy_bandwidth_gbs, parser, try_import_pyg,  # noqa: E402
+from common import (Bench, copy_bandwidth_gbs, graph_parser, graph_sizes, try_import_pyg,  # noqa: E402
                     try_import_torch_scatter)
 
 import gkd_ext  # noqa: E402
@@ -69,20 +69,12 @@ def pyg_weighted_sum(num_dst: int):
 
 
 def make_parser() -> argparse.ArgumentParser:
-    p = parser(__doc__.split("\n")[0])
-    p.add_argument("--workloads", nargs="+", default=None,
-                   help="arxiv, reddit, products (default: arxiv on CPU, all three on CUDA)")
-    p.add_argument("--dims", nargs="+", type=int, default=None,
-                   help="feature widths (default: 128 on CPU; 64 128 256 on CUDA)")
-    p.add_argument("--scale", type=float, default=1.0, help="shrink the workload graphs (say so)")
-    return p
+    return graph_parser(__doc__.split("\n")[0])
 
 
 def main() -> None:
     args = make_parser().parse_args()
-    dev = torch.device(args.device)
-    workloads = args.workloads or (["arxiv"] if dev.type == "cpu" else ["arxiv", "reddit", "products"])
-    dims = args.dims or ([128] if dev.type == "cpu" else [64, 128, 256])
+    dev, workloads, dims = graph_sizes(args)
     ts, pyg = try_import_torch_scatter(), try_import_pyg()   # before Bench (see Bench.__init__)
     bench = Bench("spmm", args)
     bench.meta["copy_gbs"] = copy_bandwidth_gbs(dev, args.copy_mb)

@@ -79,6 +79,25 @@ def parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
+def graph_parser(description: str, dims_help: str = "feature widths") -> argparse.ArgumentParser:
+    """:func:`parser` plus the sizes of the graph benchmarks: --workloads, --dims, --scale."""
+    p = parser(description)
+    p.add_argument("--workloads", nargs="+", default=None,
+                   help="arxiv, reddit, products (default: arxiv on CPU, all three on CUDA)")
+    p.add_argument("--dims", nargs="+", type=int, default=None,
+                   help=f"{dims_help} (default: 128 on CPU; 64 128 256 on CUDA)")
+    p.add_argument("--scale", type=float, default=1.0, help="shrink the workload graphs (say so)")
+    return p
+
+
+def graph_sizes(args: argparse.Namespace):
+    """(device, workloads, dims) of a :func:`graph_parser` run, the defaults filled in."""
+    dev = torch.device(args.device)
+    workloads = args.workloads or (["arxiv"] if dev.type == "cpu" else ["arxiv", "reddit", "products"])
+    dims = args.dims or ([128] if dev.type == "cpu" else [64, 128, 256])
+    return dev, workloads, dims
+
+
 # ------------------------------------------------------------------ measurement
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":

@@ -4,13 +4,34 @@
 #pragma once
 
 #include <ATen/ATen.h>
+#include <ATen/OpMathType.h>
 
 #include <cmath>
 #include <string>
 
+#include "vocab.h"
+
 namespace gkd {
 
 inline std::string shape_str(const at::Tensor& t) { return c10::str(t.sizes()); }
+
+// The dtype the kernels accumulate in and keep their statistics in (row log-sum-exps, squared
+// norms, LSP stats): float32 for float16/bfloat16 inputs, the input dtype otherwise. It is
+// at::opmath_type, which the CUDA kernels use as their accumulator type, so host and device agree.
+inline at::ScalarType stat_dtype(at::ScalarType t) { return at::toOpMathType(t); }
+inline at::ScalarType stat_dtype(const at::Tensor& x) { return stat_dtype(x.scalar_type()); }
+
+// Float32/float64 on CPU; float16 and bfloat16 too on CUDA.
+inline void check_float_dtype(const char* op, const char* name, const at::Tensor& x) {
+  const auto t = x.scalar_type();
+  if (x.is_cuda()) {
+    TORCH_CHECK(t == at::kFloat || t == at::kDouble || t == at::kHalf || t == at::kBFloat16, op,
+                ": argument '", name, "' must be float16, bfloat16, float32 or float64 on CUDA, got ", t);
+  } else {
+    TORCH_CHECK(t == at::kFloat || t == at::kDouble, op, ": argument '", name,
+                "' must be float32 or float64 on CPU, got ", t);
+  }
+}
 
 // Index tensors of a CSR structure: rowptr [N_dst + 1], col [E], int64, contiguous, same device.
 inline void check_csr(const char* op, const at::Tensor& rowptr, const at::Tensor& col,
@@ -53,14 +74,7 @@ inline void check_features(const char* op, const char* name, const at::Tensor& x
               shape_str(x));
   TORCH_CHECK(x.device() == like_device.device(), op, ": argument '", name, "' is on ", x.device(),
               " but the graph is on ", like_device.device());
-  const auto t = x.scalar_type();
-  if (x.is_cuda()) {
-    TORCH_CHECK(t == at::kFloat || t == at::kDouble || t == at::kHalf || t == at::kBFloat16, op,
-                ": argument '", name, "' must be float16, bfloat16, float32 or float64 on CUDA, got ", t);
-  } else {
-    TORCH_CHECK(t == at::kFloat || t == at::kDouble, op, ": argument '", name,
-                "' must be float32 or float64 on CPU, got ", t);
-  }
+  check_float_dtype(op, name, x);
 }
 
 inline void check_rows(const char* op, const char* name, const at::Tensor& x, int64_t rows,
@@ -91,17 +105,6 @@ inline int64_t check_edge_values(const char* op, const at::Tensor& value, const 
   return H;
 }
 
-inline int reduce_code(const char* op, c10::string_view reduce) {
-  if (reduce == "sum") return 0;
-  if (reduce == "mean") return 1;
-  if (reduce == "max") return 2;
-  TORCH_CHECK(false, op, ": argument 'reduce' must be one of 'sum', 'mean', 'max', got '",
-              std::string(reduce), "'");
-  return -1;
-}
-
-enum Reduce { kSum = 0, kMean = 1, kMax = 2 };
-
 // Everything gkd::spmm and its backward read: returns H (heads).
 inline int64_t check_spmm(const char* op, const at::Tensor& rowptr, const at::Tensor& col,
                           const c10::optional<at::Tensor>& value, const at::Tensor& x) {
@@ -123,7 +126,7 @@ inline void check_like(const char* op, const char* name, const at::Tensor& t, in
 // tensors were given (the x gradient needs them).
 inline int64_t check_spmm_backward(const char* op, const at::Tensor& rowptr, const at::Tensor& col,
                                    const c10::optional<at::Tensor>& value, const at::Tensor& x,
-                                   const at::Tensor& grad_out, const at::Tensor& arg, int reduce,
+                                   const at::Tensor& grad_out, const at::Tensor& arg, Reduce reduce,
                                    const c10::optional<at::Tensor>& t_rowptr,
                                    const c10::optional<at::Tensor>& t_col,
                                    const c10::optional<at::Tensor>& t_perm, bool need_x,
@@ -131,7 +134,7 @@ inline int64_t check_spmm_backward(const char* op, const at::Tensor& rowptr, con
   const int64_t H = check_spmm(op, rowptr, col, value, x);
   const int64_t rows = rowptr.size(0) - 1, D = x.size(1);
   check_like(op, "grad_out", grad_out, rows, x, "x");
-  if (reduce == kMax) {
+  if (reduce == Reduce::kMax) {
     TORCH_CHECK(arg.scalar_type() == at::kLong && arg.dim() == 2 && arg.size(0) == rows &&
                     arg.size(1) == D && arg.device() == x.device(),
                 op, ": argument 'arg' must be the int64 [", rows, ", ", D,
@@ -153,14 +156,7 @@ inline void check_embedding(const char* op, const char* name, const at::Tensor& 
               shape_str(x));
   TORCH_CHECK(x.size(0) >= 1, op, ": argument '", name, "' must have at least one row, got shape ",
               shape_str(x));
-  const auto t = x.scalar_type();
-  if (x.is_cuda()) {
-    TORCH_CHECK(t == at::kFloat || t == at::kDouble || t == at::kHalf || t == at::kBFloat16, op,
-                ": argument '", name, "' must be float16, bfloat16, float32 or float64 on CUDA, got ", t);
-  } else {
-    TORCH_CHECK(t == at::kFloat || t == at::kDouble, op, ": argument '", name,
-                "' must be float32 or float64 on CPU, got ", t);
-  }
+  check_float_dtype(op, name, x);
 }
 
 // Student and teacher embeddings of the same n nodes, same device and dtype; with same_width
@@ -202,50 +198,67 @@ inline void check_scalar_grad(const char* op, const at::Tensor& g, const at::Ten
               " but the embeddings are on ", like.device());
 }
 
-enum Precision { kIeee = 0, kTf32 = 1, kBf16 = 2 };
-
-// 'ieee' (exact fp32/fp64 products), 'tf32' or 'bf16' (tensor-core tile products, CUDA only).
-inline int precision_code(const char* op, c10::string_view precision, bool cuda) {
-  int code = -1;
-  if (precision == "ieee") code = kIeee;
-  else if (precision == "tf32") code = kTf32;
-  else if (precision == "bf16") code = kBf16;
-  TORCH_CHECK(code >= 0, op, ": argument 'precision' must be one of 'ieee', 'tf32', 'bf16', got '",
-              std::string(precision), "'");
-  TORCH_CHECK(cuda || code == kIeee, op, ": argument 'precision'='", std::string(precision),
-              "' needs CUDA tensor cores; on CPU only 'ieee' is supported");
-  return code;
+// Everything gkd::infonce and its backward read: z_s, z_t [n, D] alike, temperature > 0, and
+// the precision: 'ieee' (exact fp32/fp64 products) anywhere, 'tf32' or 'bf16' (tensor-core
+// tile products) on CUDA for float32/float16/bfloat16 inputs.
+inline Precision check_infonce(const char* op, const at::Tensor& z_s, const at::Tensor& z_t,
+                               double temperature, c10::string_view precision) {
+  check_embedding_pair(op, z_s, "z_s", z_t, "z_t", true);
+  check_positive(op, "temperature", temperature);
+  const Precision p = parse_precision(op, precision);
+  TORCH_CHECK(p == Precision::kIeee || z_s.is_cuda(), op, ": argument 'precision'='",
+              std::string(precision), "' needs CUDA tensor cores; on CPU only 'ieee' is supported");
+  TORCH_CHECK(p == Precision::kIeee || z_s.scalar_type() != at::kDouble, op,
+              ": argument 'precision'='", std::string(precision),
+              "' needs float32/float16/bfloat16 inputs, got float64");
+  return p;
 }
 
-enum GspKernel { kCosine = 0, kPoly = 1, kL2 = 2, kRbf = 3 };
-
-inline int gsp_kernel_code(const char* op, c10::string_view kernel) {
-  if (kernel == "cosine") return kCosine;
-  if (kernel == "poly") return kPoly;
-  if (kernel == "l2") return kL2;
-  if (kernel == "rbf") return kRbf;
-  TORCH_CHECK(false, op, ": argument 'kernel' must be one of 'cosine', 'poly', 'l2', 'rbf', got '",
-              std::string(kernel), "'");
-  return -1;
+// ... and what gkd::infonce_backward reads beyond that: the loss gradient and the log-sum-exps
+// gkd::infonce returned (lse_t only when symmetric).
+inline Precision check_infonce_backward(const char* op, const at::Tensor& grad,
+                                        const at::Tensor& z_s, const at::Tensor& z_t,
+                                        const at::Tensor& lse_s, const at::Tensor& lse_t,
+                                        double temperature, bool symmetric,
+                                        c10::string_view precision) {
+  const Precision p = check_infonce(op, z_s, z_t, temperature, precision);
+  const int64_t n = z_s.size(0);
+  check_scalar_grad(op, grad, z_s);
+  check_row_stat(op, "lse_s", lse_s, n, z_s, stat_dtype(z_s));
+  if (symmetric) check_row_stat(op, "lse_t", lse_t, n, z_s, stat_dtype(z_s));
+  return p;
 }
 
+// Everything gkd::gsp reads: h_s [n, D_s] and h_t [n, D_t] of one dtype, and gamma > 0 for rbf
+// (the other kernels ignore it).
+inline GspKernel check_gsp(const char* op, const at::Tensor& h_s, const at::Tensor& h_t,
+                           c10::string_view kernel_name, double gamma) {
+  check_embedding_pair(op, h_s, "h_s", h_t, "h_t", false);
+  const GspKernel kernel = parse_gsp_kernel(op, kernel_name);
+  if (param_name(kernel) != nullptr) check_positive(op, param_name(kernel), gamma);
+  return kernel;
+}
 
+// ... and what gkd::gsp_backward reads beyond that: the loss gradient and the squared row norms
+// gkd::gsp returned.
+inline GspKernel check_gsp_backward(const char* op, const at::Tensor& grad, const at::Tensor& h_s,
+                                    const at::Tensor& h_t, const at::Tensor& sq_s,
+                                    const at::Tensor& sq_t, c10::string_view kernel_name,
+                                    double gamma) {
+  const GspKernel kernel = check_gsp(op, h_s, h_t, kernel_name, gamma);
+  const int64_t n = h_s.size(0);
+  check_scalar_grad(op, grad, h_s);
+  check_row_stat(op, "sq_s", sq_s, n, h_s, stat_dtype(h_s));
+  check_row_stat(op, "sq_t", sq_t, n, h_s, stat_dtype(h_s));
+  return kernel;
+}
 
 // Everything gkd::lsp and its backward read. The op is defined on square graphs only: a node
 // is both a destination (its row) and a source (its column), so h_s and h_t need N = N_dst
-// rows. Returns the kernel code (lsp_math.h).
-inline int lsp_kernel_code(const char* op, c10::string_view kernel) {
-  static const char* names[] = {"rbf", "laplacian", "cosine", "poly", "l2", "linear"};
-  for (int k = 0; k < 6; ++k)
-    if (kernel == names[k]) return k;
-  TORCH_CHECK(false, op, ": argument 'kernel' must be one of 'rbf', 'laplacian', 'cosine', "
-              "'poly', 'l2', 'linear', got '", std::string(kernel), "'");
-  return -1;
-}
-
-inline int check_lsp(const char* op, const at::Tensor& rowptr, const at::Tensor& col,
-                     const at::Tensor& h_s, const at::Tensor& h_t, c10::string_view kernel,
-                     double param) {
+// rows. 'param' is the kernel's parameter (gamma, sigma) where it takes one.
+inline LspKernel check_lsp(const char* op, const at::Tensor& rowptr, const at::Tensor& col,
+                           const at::Tensor& h_s, const at::Tensor& h_t, c10::string_view kernel_name,
+                           double param) {
   check_csr(op, rowptr, col);
   check_features(op, "h_s", h_s, rowptr);
   check_features(op, "h_t", h_t, rowptr);
@@ -254,21 +267,20 @@ inline int check_lsp(const char* op, const at::Tensor& rowptr, const at::Tensor&
   TORCH_CHECK(h_s.size(0) == n && h_t.size(0) == n, op,
               ": only square graphs are supported: 'h_s' and 'h_t' must both have N = N_dst = ",
               n, " rows, got ", shape_str(h_s), " and ", shape_str(h_t));
-  const int k = lsp_kernel_code(op, kernel);
-  if (k == 0 || k == 1) {
-    TORCH_CHECK(std::isfinite(param) && param > 0, op, ": argument 'param' (",
-                k == 0 ? "gamma of the rbf kernel" : "sigma of the laplacian kernel",
-                ") must be a finite number > 0, got ", param);
-  }
-  return k;
+  const LspKernel kernel = parse_lsp_kernel(op, kernel_name);
+  const char* name = param_name(kernel);
+  TORCH_CHECK(name == nullptr || (std::isfinite(param) && param > 0), op, ": argument 'param' (",
+              name, " of the ", std::string(kernel_name), " kernel) must be a finite number > 0, got ",
+              param);
+  return kernel;
 }
 
 // The saved statistics and incoming gradient of gkd::lsp_backward: stats [N, 3] in the
-// accumulation dtype (float64 for float64 features, else float32), grad_kl [N] like h_s.
+// statistics dtype, grad_kl [N] like h_s.
 inline void check_lsp_backward(const char* op, const at::Tensor& stats,
                                const at::Tensor& edge_logits, const at::Tensor& grad_kl,
                                const at::Tensor& h_s, int64_t n, int64_t E) {
-  const auto acc = h_s.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  const auto acc = stat_dtype(h_s);
   TORCH_CHECK(stats.dim() == 2 && stats.size(0) == n && stats.size(1) == 3 &&
                   stats.scalar_type() == acc && stats.device() == h_s.device(),
               op, ": argument 'stats' must be the ", acc, " [", n, ", 3] tensor returned by gkd::lsp on ",

@@ -1,5 +1,6 @@
 // Every op schema of gkd_ext, in one block. Kernels register through TORCH_LIBRARY_IMPL in
-// csrc/cpu/<op>.cpp and csrc/cuda/<op>.cu; Python adds fake kernels and autograd (_ops.py).
+// csrc/cpu/<op>.cpp and csrc/cuda/<op>.cu (build_info: csrc/build_info.cpp); Python adds fake
+// kernels and autograd (_ops.py). String arguments take the names of csrc/vocab.h.
 #include <torch/library.h>
 
 TORCH_LIBRARY(gkd, m) {
@@ -32,10 +33,10 @@ TORCH_LIBRARY(gkd, m) {
   // Tiled GSP: mean_{a,b} (K_s[a,b] - K_t[a,b])^2, kernel in cosine | poly | l2 | rbf
   // (rbf: exp(-gamma ||a-b||^2)); h_s [n, D_s], h_t [n, D_t]. Returns (loss [], sq_s [n],
   // sq_t [n]): the squared row norms, which the backward reuses.
-  m.def("gsp(Tensor h_s, Tensor h_t, str kernel, float gamma=0.5) -> (Tensor, Tensor, Tensor)");
+  // gamma > 0 is read for rbf only (its default lives in gkd_ext/kernels.py).
+  m.def("gsp(Tensor h_s, Tensor h_t, str kernel, float gamma) -> (Tensor, Tensor, Tensor)");
   m.def("gsp_backward(Tensor grad, Tensor h_s, Tensor h_t, Tensor sq_s, Tensor sq_t, str kernel, "
         "float gamma, bool need_s, bool need_t) -> (Tensor, Tensor)");
-
 
   // LSP loss per destination node: for every edge j->i the kernel logits l_ij = k(h[i], h[j])
   // of student and teacher, P_i = softmax over i's incoming edges, kl[i] = KL(P^t_i || P^s_i)
@@ -51,4 +52,8 @@ TORCH_LIBRARY(gkd, m) {
   m.def("lsp_backward(Tensor rowptr, Tensor col, Tensor h_s, Tensor h_t, Tensor stats, "
         "Tensor edge_logits, Tensor grad_kl, str kernel, float param, Tensor? t_rowptr, Tensor? t_col, "
         "Tensor? t_perm, bool need_s, bool need_t) -> (Tensor, Tensor)");
+
+  // What this build registered: with_cuda (CUDA kernels compiled in), and every gkd op's name
+  // with the dispatch keys that have a kernel for it, comma-separated ("CPU,CUDA,Meta,Autograd").
+  m.def("build_info() -> (bool with_cuda, str[] ops, str[] keys)");
 }

@@ -4,37 +4,26 @@
 // two backends cannot drift apart.
 #pragma once
 
-#include <math.h>
-
-#ifdef __CUDACC__
-#define GKD_HD __host__ __device__ __forceinline__
-#else
-#define GKD_HD inline
-#endif
+#include "hd_math.h"
+#include "vocab.h"
 
 namespace gkd {
 namespace lsp {
 
-enum Kernel { kRbf = 0, kLaplacian = 1, kCosine = 2, kPoly = 3, kL2 = 4, kLinear = 5 };
+using K = LspKernel;
 
 // Norms below this are clamped, as torch.nn.functional.cosine_similarity does per vector.
 constexpr double kCosEps = 1e-8;
 
-GKD_HD float fexp(float x) { return expf(x); }
-GKD_HD double fexp(double x) { return exp(x); }
-GKD_HD float flog(float x) { return logf(x); }
-GKD_HD double flog(double x) { return log(x); }
-GKD_HD float fsqrt(float x) { return sqrtf(x); }
-GKD_HD double fsqrt(double x) { return sqrt(x); }
-template <typename A>
-GKD_HD A fmax2(A a, A b) { return a > b ? a : b; }
-
 // Which per-edge reductions over the features a kernel needs, with a = h[i] (destination)
 // and b = h[j] (source):  x = sum (a-b)^2 (rbf, l2), sum |a-b| (laplacian), or <a,b>
 // (cosine, poly, linear);  y = <b,b> (cosine, poly only; ||a|| is computed once per row).
-GKD_HD bool uses_sq(int k) { return k == kRbf || k == kL2; }
-GKD_HD bool uses_dot(int k) { return k == kCosine || k == kPoly || k == kLinear; }
-GKD_HD bool uses_norm(int k) { return k == kCosine || k == kPoly; }
+enum class Form { kSq, kL1, kDot };
+
+GKD_HD Form form_of(K k) {
+  return (k == K::kRbf || k == K::kL2) ? Form::kSq : (k == K::kLaplacian ? Form::kL1 : Form::kDot);
+}
+GKD_HD bool uses_norm(K k) { return k == K::kCosine || k == K::kPoly; }
 
 // cos(a, b) with each norm clamped at kCosEps.
 template <typename A>
@@ -44,15 +33,16 @@ GKD_HD A cosine(A dot, A na, A nb) {
 
 // The kernel logit l = k(a, b) from the reductions (x, y) and the row norm na.
 template <typename A>
-GKD_HD A logit(int kernel, A param, A x, A y, A na) {
+GKD_HD A logit(K kernel, A param, A x, A y, A na) {
   switch (kernel) {
-    case kRbf: return fexp(-param * x);
-    case kLaplacian: return fexp(-x / param);
-    case kL2: return fsqrt(x);
-    case kCosine: return cosine(x, na, fsqrt(y));
-    case kPoly: { const A c = cosine(x, na, fsqrt(y)); return c * c; }
-    default: return x;  // linear
+    case K::kRbf: return fexp(-param * x);
+    case K::kLaplacian: return fexp(-x / param);
+    case K::kL2: return fsqrt(x);
+    case K::kCosine: return cosine(x, na, fsqrt(y));
+    case K::kPoly: { const A c = cosine(x, na, fsqrt(y)); return c * c; }
+    case K::kLinear: break;
   }
+  return x;
 }
 
 // c times the kernel's derivatives, where c = dLoss/dl for this edge:
@@ -67,32 +57,32 @@ struct Grad {
 };
 
 template <typename A>
-GKD_HD Grad<A> grad(int kernel, A param, A c, A k, A x, A y, A na) {
+GKD_HD Grad<A> grad(K kernel, A param, A c, A k, A x, A y, A na) {
   Grad<A> g{A(0), A(0), A(0), A(0)};
   switch (kernel) {
-    case kRbf: {  // dk/da = -2 gamma k (a - b) = -dk/db
+    case K::kRbf: {  // dk/da = -2 gamma k (a - b) = -dk/db
       const A w = A(-2) * param * c * k;
       g.ra = w; g.rb = -w; g.su = -w; g.sv = w;
       break;
     }
-    case kL2: {  // dk/da = (a - b) / ||a - b|| = -dk/db
+    case K::kL2: {  // dk/da = (a - b) / ||a - b|| = -dk/db
       const A w = k > A(0) ? c / k : A(0);
       g.ra = w; g.rb = -w; g.su = -w; g.sv = w;
       break;
     }
-    case kLaplacian: {  // dk/da = -(k / sigma) sign(a - b) = -dk/db
+    case K::kLaplacian: {  // dk/da = -(k / sigma) sign(a - b) = -dk/db
       const A w = -c * k / param;
       g.ra = w; g.su = -w;
       break;
     }
-    case kCosine:
-    case kPoly: {
+    case K::kCosine:
+    case K::kPoly: {
       // dcos/da = b / (|a| |b|) - cos a / |a|^2 (the second term only where |a| > eps);
       // poly = cos^2 scales everything by 2 cos.
       const A nb = fsqrt(y);
       const A na_c = fmax2(na, A(kCosEps)), nb_c = fmax2(nb, A(kCosEps));
       const A cs = x / (na_c * nb_c);
-      const A ce = kernel == kPoly ? A(2) * c * cs : c;
+      const A ce = kernel == K::kPoly ? A(2) * c * cs : c;
       const A cross = ce / (na_c * nb_c);
       g.rb = cross;
       g.su = cross;
@@ -100,7 +90,7 @@ GKD_HD Grad<A> grad(int kernel, A param, A c, A k, A x, A y, A na) {
       g.sv = nb > A(kCosEps) ? -ce * cs / (nb * nb) : A(0);
       break;
     }
-    default:  // linear: dk/da = b, dk/db = a
+    case K::kLinear:  // dk/da = b, dk/db = a
       g.rb = c; g.su = c;
       break;
   }

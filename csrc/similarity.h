@@ -9,12 +9,6 @@
 
 namespace gkd {
 
-// Accumulation / statistics dtype: float32 for half inputs, the input dtype otherwise.
-inline at::ScalarType stat_dtype(const at::Tensor& x) {
-  const auto t = x.scalar_type();
-  return (t == at::kHalf || t == at::kBFloat16) ? at::kFloat : t;
-}
-
 // ---------------------------------------------------------------- InfoNCE
 
 // S_ii = z_s[i] . z_t[i] / tau, in the statistics dtype.
@@ -51,9 +45,9 @@ inline at::Tensor row_sq(const at::Tensor& h) {
 
 // The rows whose Gram matrix the tiles compute: unit rows for cosine/poly (as F.normalize, eps
 // 1e-12 on the norm), the raw rows for l2/rbf. Contiguous, statistics dtype.
-inline at::Tensor gsp_rows(const at::Tensor& h, const at::Tensor& sq, int kernel) {
+inline at::Tensor gsp_rows(const at::Tensor& h, const at::Tensor& sq, GspKernel kernel) {
   at::Tensor x = h.to(stat_dtype(h)).contiguous();
-  if (kernel == kCosine || kernel == kPoly) x = x / sq.sqrt().clamp_min(1e-12).unsqueeze(1);
+  if (gsp_normalized(kernel)) x = x / sq.sqrt().clamp_min(1e-12).unsqueeze(1);
   return x.contiguous();
 }
 
@@ -62,10 +56,10 @@ inline at::Tensor gsp_rows(const at::Tensor& h, const at::Tensor& sq, int kernel
 //   cosine/poly: dL/dX = 2 M, then back through x = h / max(|h|, eps);
 //   l2/rbf: d²_ab = |h_a|² + |h_b|² - 2 h_a.h_b gives dL/dh_a = 4 (r_a h_a - M_a).
 inline at::Tensor gsp_finish(const at::Tensor& h, const at::Tensor& x, const at::Tensor& sq,
-                             const at::Tensor& M, const at::Tensor& r, int kernel,
+                             const at::Tensor& M, const at::Tensor& r, GspKernel kernel,
                              const at::Tensor& scale) {
   at::Tensor g;
-  if (kernel == kCosine || kernel == kPoly) {
+  if (gsp_normalized(kernel)) {
     const at::Tensor dx = M * 2;
     const at::Tensor norm = sq.sqrt();
     const at::Tensor denom = norm.clamp_min(1e-12).unsqueeze(1);

@@ -8,6 +8,12 @@ import torch
 _lib = torch.ops.gkd
 
 
+def stat_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype the ops accumulate in and keep their statistics in (row log-sum-exps, squared
+    norms): float32 for float16/bfloat16 inputs, the input dtype otherwise (C++: stat_dtype)."""
+    return torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+
+
 # ------------------------------------------------------------------ spmm
 @torch.library.register_fake("gkd::spmm")
 def _spmm_fake(rowptr, col, value, x, reduce, t_rowptr=None, t_col=None, t_perm=None):
@@ -75,14 +81,10 @@ torch.library.register_autograd("gkd::sddmm", _sddmm_backward, setup_context=_sd
 
 
 # ------------------------------------------------------------------ infonce (G-CRD)
-def _stat_dtype(x):
-    return torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
-
-
 @torch.library.register_fake("gkd::infonce")
 def _infonce_fake(z_s, z_t, temperature, symmetric=False, precision="ieee"):
     n = z_s.shape[0]
-    stat = _stat_dtype(z_s)
+    stat = stat_dtype(z_s)
     lse_t = z_s.new_empty((n,) if symmetric else (0,), dtype=stat)
     return z_s.new_empty(()), z_s.new_empty((n,), dtype=stat), lse_t
 
@@ -114,9 +116,9 @@ torch.library.register_autograd("gkd::infonce", _infonce_backward,
 
 # ------------------------------------------------------------------ gsp
 @torch.library.register_fake("gkd::gsp")
-def _gsp_fake(h_s, h_t, kernel, gamma=0.5):
+def _gsp_fake(h_s, h_t, kernel, gamma):
     n = h_s.shape[0]
-    stat = _stat_dtype(h_s)
+    stat = stat_dtype(h_s)
     return h_s.new_empty(()), h_s.new_empty((n,), dtype=stat), h_s.new_empty((n,), dtype=stat)
 
 
@@ -144,13 +146,9 @@ torch.library.register_autograd("gkd::gsp", _gsp_backward, setup_context=_gsp_se
 
 
 # ------------------------------------------------------------------ lsp
-def _lsp_stats_dtype(h):
-    return torch.float64 if h.dtype == torch.float64 else torch.float32
-
-
 @torch.library.register_fake("gkd::lsp")
 def _lsp_fake(rowptr, col, h_s, h_t, kernel, param, t_rowptr=None, t_col=None, t_perm=None):
-    n, dt = rowptr.shape[0] - 1, _lsp_stats_dtype(h_s)
+    n, dt = rowptr.shape[0] - 1, stat_dtype(h_s)
     return (h_s.new_empty((n,)), h_s.new_empty((n, 3), dtype=dt),
             h_s.new_empty((col.shape[0], 2), dtype=dt))
 

@@ -8,12 +8,13 @@ from typing import Optional
 import torch
 
 from .graph import Graph
+from .kernels import (GSP_KERNELS, KERNELS, LSP_KERNELS, LSP_REDUCTIONS, PRECISIONS,  # noqa: F401
+                      SPMM_REDUCES, check_choice, resolve_kernel)
 
 Tensor = torch.Tensor
 _lib = torch.ops.gkd
 
-_REDUCES = ("sum", "mean", "max")
-_IMPLS = ("fused", "reference")
+IMPLS = ("fused", "reference")
 _impl = "fused"
 
 
@@ -22,9 +23,7 @@ def set_impl(name: str) -> None:
     unfused pure-PyTorch references of :mod:`gkd_ext.reference` (``"reference"``): same math,
     the memory and speed of what users would write by hand. For comparisons and debugging."""
     global _impl
-    if name not in _IMPLS:
-        raise ValueError(f"gkd_ext.set_impl: 'name' must be one of {_IMPLS}, got {name!r}")
-    _impl = name
+    _impl = check_choice("gkd_ext.set_impl", "name", name, IMPLS)
 
 
 def get_impl() -> str:
@@ -43,9 +42,21 @@ def use_impl(name: str):
         set_impl(previous)
 
 
+def registered_kernels() -> dict:
+    """Every ``gkd::`` op of this build with the dispatch keys that have a kernel for it, e.g.
+    ``{"spmm": ("CPU", "CUDA", "Meta", "Autograd"), ...}``, as the op ``gkd::build_info``
+    reads them from the dispatcher."""
+    _, ops, keys = _lib.build_info()
+    return {op: tuple(k.split(",")) if k else () for op, k in zip(ops, keys)}
+
+
+# The CUDA kernels are registered when gkd_ext._C loads and never change afterwards.
+_CUDA_OPS = frozenset(op for op, keys in registered_kernels().items() if "CUDA" in keys)
+
+
 def has_cuda_kernels(op: str = "spmm") -> bool:
     """Whether this build of gkd_ext registered CUDA kernels for ``gkd::<op>``."""
-    return torch._C._dispatch_has_kernel_for_dispatch_key(f"gkd::{op}", "CUDA")
+    return op in _CUDA_OPS
 
 
 def _check_device(fn: str, graph: Graph, *tensors: Tensor) -> None:
@@ -99,8 +110,7 @@ def spmm(graph: Graph, x: Tensor, value: Optional[Tensor] = None, reduce: str = 
         >>> out = spmm(g, torch.randn(3, 16))
     """
     _check_graph("spmm", graph)
-    if reduce not in _REDUCES:
-        raise ValueError(f"gkd_ext.spmm: 'reduce' must be one of {_REDUCES}, got {reduce!r}")
+    check_choice("gkd_ext.spmm", "reduce", reduce, SPMM_REDUCES)
     if not isinstance(x, Tensor):
         raise TypeError(f"gkd_ext.spmm: 'x' must be a torch.Tensor, got {type(x).__name__}")
     if value is None:
@@ -175,18 +185,18 @@ def _transpose_if_needed(graph: Graph, x: Tensor):
 
 
 # ---------------------------------------------------------------- similarity losses (G-CRD, GSP)
-_PRECISIONS = ("ieee", "tf32", "bf16")
-_GSP_KERNELS = ("cosine", "poly", "l2", "rbf")
+def _check_features(fn: str, name: str, t, rows: str) -> None:
+    if not isinstance(t, Tensor):
+        raise TypeError(f"gkd_ext.{fn}: '{name}' must be a torch.Tensor, got {type(t).__name__}")
+    if t.dim() != 2:
+        raise ValueError(f"gkd_ext.{fn}: '{name}' must be 2-D [{rows}, D], got shape {list(t.shape)}")
+    if not t.is_floating_point():
+        raise ValueError(f"gkd_ext.{fn}: '{name}' must be a floating-point tensor, got {t.dtype}")
 
 
 def _check_pair(fn: str, a, a_name: str, b, b_name: str, same_width: bool) -> None:
-    for t, name in ((a, a_name), (b, b_name)):
-        if not isinstance(t, Tensor):
-            raise TypeError(f"gkd_ext.{fn}: '{name}' must be a torch.Tensor, got {type(t).__name__}")
-        if t.dim() != 2:
-            raise ValueError(f"gkd_ext.{fn}: '{name}' must be 2-D [n, D], got shape {list(t.shape)}")
-        if not t.is_floating_point():
-            raise ValueError(f"gkd_ext.{fn}: '{name}' must be a floating-point tensor, got {t.dtype}")
+    _check_features(fn, a_name, a, "n")
+    _check_features(fn, b_name, b, "n")
     if a.size(0) != b.size(0):
         raise ValueError(f"gkd_ext.{fn}: '{a_name}' and '{b_name}' must have the same number of rows "
                          f"n, got {list(a.shape)} and {list(b.shape)}")
@@ -249,9 +259,7 @@ def contrastive_loss(z_s: Tensor, z_t: Tensor, temperature: float = 0.075,
     if not (temperature > 0 and math.isfinite(temperature)):
         raise ValueError(f"gkd_ext.contrastive_loss: 'temperature' must be a finite number > 0, "
                          f"got {temperature}")
-    if precision not in _PRECISIONS:
-        raise ValueError(f"gkd_ext.contrastive_loss: 'precision' must be one of {_PRECISIONS}, "
-                         f"got {precision!r}")
+    check_choice("gkd_ext.contrastive_loss", "precision", precision, PRECISIONS)
     if precision != "ieee" and not z_s.is_cuda:
         raise ValueError(f"gkd_ext.contrastive_loss: precision={precision!r} needs CUDA tensor "
                          "cores; on CPU use precision='ieee'")
@@ -292,48 +300,14 @@ def gsp_loss(h_s: Tensor, h_t: Tensor, kernel: str = "cosine", **kernel_params) 
         >>> loss = gsp_loss(torch.randn(2048, 64), torch.randn(2048, 256), kernel="rbf", gamma=0.5)
     """
     _check_pair("gsp_loss", h_s, "h_s", h_t, "h_t", same_width=False)
-    if kernel not in _GSP_KERNELS:
-        raise ValueError(f"gkd_ext.gsp_loss: 'kernel' must be one of {_GSP_KERNELS}, got {kernel!r}")
-    unknown = set(kernel_params) - {"gamma"}
-    if unknown or (kernel_params and kernel != "rbf"):
-        raise ValueError(f"gkd_ext.gsp_loss: kernel {kernel!r} takes "
-                         f"{'gamma' if kernel == 'rbf' else 'no parameters'}, got {sorted(kernel_params)}")
-    gamma = float(kernel_params.get("gamma", 0.5))
-    if not (gamma > 0 and math.isfinite(gamma)):
-        raise ValueError(f"gkd_ext.gsp_loss: 'gamma' must be a finite number > 0, got {gamma}")
+    param = resolve_kernel("gkd_ext.gsp_loss", "gsp", kernel, kernel_params)
     if _impl == "reference":
         from .reference import gsp_dense
-        return gsp_dense(h_s, h_t, kernel, gamma)
-    return _lib.gsp(h_s, h_t, kernel, gamma)[0]
+        return gsp_dense(h_s, h_t, kernel, **kernel_params)
+    return _lib.gsp(h_s, h_t, kernel, param)[0]
 
 
 # ------------------------------------------------------------------ LSP
-LSP_KERNELS = ("rbf", "laplacian", "cosine", "poly", "l2", "linear")
-LSP_REDUCTIONS = ("node_mean", "edge_mean", "sum", "none")
-# kernel -> (name of its parameter, default); kernels without one take none.
-_LSP_PARAMS = {"rbf": ("gamma", 0.5), "laplacian": ("sigma", 100.0)}
-
-
-def _lsp_param(kernel: str, kernel_params: dict) -> float:
-    name, default = _LSP_PARAMS.get(kernel, (None, 0.0))
-    unknown = set(kernel_params) - ({name} if name else set())
-    if unknown:
-        allowed = f"'{name}'" if name else "none"
-        raise ValueError(f"gkd_ext.lsp_loss: unknown kernel parameter(s) {sorted(unknown)} for "
-                         f"kernel {kernel!r} (it takes {allowed})")
-    if name is None:
-        return 0.0
-    value = kernel_params.get(name, default)
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"gkd_ext.lsp_loss: '{name}' must be a number, got {value!r}") from None
-    if not (value > 0 and value != float("inf")):
-        raise ValueError(f"gkd_ext.lsp_loss: '{name}' of the {kernel} kernel must be a finite "
-                         f"number > 0, got {value}")
-    return value
-
-
 def lsp_loss(graph: Graph, h_student: Tensor, h_teacher: Tensor, kernel: str = "rbf",
              reduction: str = "node_mean", **kernel_params) -> Tensor:
     r"""Local structure preserving (LSP) loss, fused: one pass over the edges, O(N) memory.
@@ -385,19 +359,10 @@ def lsp_loss(graph: Graph, h_student: Tensor, h_teacher: Tensor, kernel: str = "
     """
     fn = "lsp_loss"
     _check_graph(fn, graph)
-    if kernel not in LSP_KERNELS:
-        raise ValueError(f"gkd_ext.lsp_loss: 'kernel' must be one of {LSP_KERNELS}, got {kernel!r}")
-    if reduction not in LSP_REDUCTIONS:
-        raise ValueError(f"gkd_ext.lsp_loss: 'reduction' must be one of {LSP_REDUCTIONS}, "
-                         f"got {reduction!r}")
-    param = _lsp_param(kernel, kernel_params)
-    for name, h in (("h_student", h_student), ("h_teacher", h_teacher)):
-        if not isinstance(h, Tensor):
-            raise TypeError(f"gkd_ext.lsp_loss: '{name}' must be a torch.Tensor, got {type(h).__name__}")
-        if h.dim() != 2:
-            raise ValueError(f"gkd_ext.lsp_loss: '{name}' must be 2-D [N, D], got shape {list(h.shape)}")
-        if not h.is_floating_point():
-            raise ValueError(f"gkd_ext.lsp_loss: '{name}' must be floating point, got {h.dtype}")
+    param = resolve_kernel("gkd_ext.lsp_loss", "lsp", kernel, kernel_params)
+    check_choice("gkd_ext.lsp_loss", "reduction", reduction, LSP_REDUCTIONS)
+    _check_features(fn, "h_student", h_student, "N")
+    _check_features(fn, "h_teacher", h_teacher, "N")
     if not graph.is_square:
         raise ValueError(f"gkd_ext.lsp_loss: the graph must be square (num_src == num_dst), got "
                          f"{graph.num_src} sources and {graph.num_dst} destinations")
@@ -412,8 +377,7 @@ def lsp_loss(graph: Graph, h_student: Tensor, h_teacher: Tensor, kernel: str = "
     _check_device(fn, graph, h_student, h_teacher)
     if _impl == "reference":
         from .reference import lsp_reference_pyg
-        params = {} if kernel not in _LSP_PARAMS else {_LSP_PARAMS[kernel][0]: param}
-        return lsp_reference_pyg(graph, h_student, h_teacher, kernel, reduction, **params)
+        return lsp_reference_pyg(graph, h_student, h_teacher, kernel, reduction, **kernel_params)
     needs_grad = torch.is_grad_enabled() and (h_student.requires_grad or h_teacher.requires_grad)
     t = graph.transpose() if needs_grad else (None, None, None)
     kl, _, _ = _lib.lsp(graph.rowptr, graph.col, h_student, h_teacher, kernel, param, *t)

@@ -21,8 +21,9 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .functional import LSP_KERNELS, LSP_REDUCTIONS, _lsp_param, contrastive_loss, gsp_loss, lsp_loss
+from .functional import contrastive_loss, gsp_loss, lsp_loss
 from .graph import Graph
+from .kernels import LSP_REDUCTIONS, check_choice, resolve_kernel
 
 Tensor = torch.Tensor
 GraphLike = Union[Graph, Tensor]
@@ -283,11 +284,8 @@ class LSPLoss(DistillLoss):
 
     def __init__(self, kernel: str = "rbf", reduction: str = "node_mean", **kernel_params):
         super().__init__()
-        if kernel not in LSP_KERNELS:
-            raise ValueError(f"LSPLoss: 'kernel' must be one of {LSP_KERNELS}, got {kernel!r}")
-        if reduction not in LSP_REDUCTIONS:
-            raise ValueError(f"LSPLoss: 'reduction' must be one of {LSP_REDUCTIONS}, got {reduction!r}")
-        _lsp_param(kernel, kernel_params)  # raises ValueError on a bad or unknown parameter
+        resolve_kernel("LSPLoss", "lsp", kernel, kernel_params)
+        check_choice("LSPLoss", "reduction", reduction, LSP_REDUCTIONS)
         self.kernel, self.reduction, self.kernel_params = kernel, reduction, dict(kernel_params)
 
     def forward(self, h_student: Tensor, h_teacher: Tensor, graph: Optional[GraphLike] = None,

@@ -11,6 +11,7 @@ from typing import Optional
 import torch
 
 from .graph import Graph, quiet_sparse_csr
+from .kernels import LSP_REDUCTIONS, SPMM_REDUCES, check_choice, resolve_kernel
 
 Tensor = torch.Tensor
 
@@ -18,6 +19,7 @@ Tensor = torch.Tensor
 def spmm_reference(graph: Graph, x: Tensor, value: Optional[Tensor] = None,
                    reduce: str = "sum") -> Tensor:
     """Gather-then-scatter SpMM: materialises the ``E x D`` messages."""
+    check_choice("spmm_reference", "reduce", reduce, SPMM_REDUCES)
     if value is None:
         value = graph.value
     shape3 = x.shape[1:] if x.dim() == 3 else None
@@ -35,10 +37,8 @@ def spmm_reference(graph: Graph, x: Tensor, value: Optional[Tensor] = None,
         out = out.scatter_add(0, index, msg)
         deg = graph.degree("in").clamp(min=1).to(x.dtype).view(-1, 1)
         out = out / deg
-    elif reduce == "max":
-        out = out.scatter_reduce(0, index, msg, reduce="amax", include_self=False)
     else:
-        raise ValueError(f"spmm_reference: unknown reduce {reduce!r}")
+        out = out.scatter_reduce(0, index, msg, reduce="amax", include_self=False)
     return out if shape3 is None else out.view(-1, *shape3)
 
 
@@ -78,61 +78,54 @@ def _safe_sqrt(d2: Tensor) -> Tensor:
     return torch.where(pos, d2.clamp_min(torch.finfo(d2.dtype).tiny).sqrt(), d2.new_zeros(()))
 
 
-def gsp_kernel_dense(h: Tensor, kernel: str = "cosine", gamma: float = 0.5) -> Tensor:
-    """The ``n x n`` kernel matrix of the GSP loss (cosine | poly | l2 | rbf).
+def gsp_kernel_dense(h: Tensor, kernel: str = "cosine", **kernel_params) -> Tensor:
+    """The ``n x n`` kernel matrix of the GSP loss (cosine | poly | l2 | rbf, with ``gamma``).
 
     Distances use ``|a|^2 + |b|^2 - 2 a.b`` clamped at 0 with an exact-zero diagonal (the seed's
     ``(h[:, None] - h[None]) ** 2`` form needs ``n x n x D`` memory); ``l2`` uses a safe sqrt."""
+    gamma = resolve_kernel("gsp_kernel_dense", "gsp", kernel, kernel_params)
     if kernel in ("cosine", "poly"):
         u = torch.nn.functional.normalize(h, dim=1)
         k = u @ u.T
         return k * k if kernel == "poly" else k
-    if kernel not in ("l2", "rbf"):
-        raise ValueError(f"gsp_kernel_dense: unknown kernel {kernel!r}")
     sq = (h * h).sum(1)
     d2 = (sq[:, None] + sq[None, :] - 2 * (h @ h.T)).clamp_min(0)
     d2 = d2 * (1 - torch.eye(h.size(0), dtype=h.dtype, device=h.device))
     return _safe_sqrt(d2) if kernel == "l2" else torch.exp(-gamma * d2)
 
 
-def gsp_dense(h_s: Tensor, h_t: Tensor, kernel: str = "cosine", gamma: float = 0.5) -> Tensor:
+def gsp_dense(h_s: Tensor, h_t: Tensor, kernel: str = "cosine", **kernel_params) -> Tensor:
     """GSP loss ``mean_{a,b} (K_s[a,b] - K_t[a,b])^2`` with both ``n x n`` kernels formed."""
-    return (gsp_kernel_dense(h_s, kernel, gamma) - gsp_kernel_dense(h_t, kernel, gamma)).pow(2).mean()
+    return (gsp_kernel_dense(h_s, kernel, **kernel_params)
+            - gsp_kernel_dense(h_t, kernel, **kernel_params)).pow(2).mean()
 
 
 # ------------------------------------------------------------------ LSP
-_LSP_DEFAULTS = {"rbf": {"gamma": 0.5}, "laplacian": {"sigma": 100.0}, "cosine": {},
-                 "poly": {}, "l2": {}, "linear": {}}
-
-
-def lsp_edge_kernel(x_i: Tensor, x_j: Tensor, kernel: str, **params) -> Tensor:
+def lsp_edge_kernel(x_i: Tensor, x_j: Tensor, kernel: str, **kernel_params) -> Tensor:
     """The LSP kernel logit ``k(x_i, x_j)`` of gathered endpoint rows ``[E, D]`` -> ``[E]``."""
-    p = {**_LSP_DEFAULTS[kernel], **params}
+    p = resolve_kernel("lsp reference", "lsp", kernel, kernel_params)
     if kernel == "rbf":
-        return torch.exp(-p["gamma"] * (x_i - x_j).pow(2).sum(-1))
+        return torch.exp(-p * (x_i - x_j).pow(2).sum(-1))
     if kernel == "laplacian":
-        return torch.exp(-(x_i - x_j).abs().sum(-1) / p["sigma"])
+        return torch.exp(-(x_i - x_j).abs().sum(-1) / p)
     if kernel in ("cosine", "poly"):
         # Per-vector norm clamp, as torch.nn.functional.cosine_similarity does.
         c = (x_i * x_j).sum(-1) / (x_i.norm(dim=-1).clamp_min(1e-8) * x_j.norm(dim=-1).clamp_min(1e-8))
         return c if kernel == "cosine" else c * c
     if kernel == "l2":
         return (x_i - x_j).norm(dim=-1)
-    if kernel == "linear":
-        return (x_i * x_j).sum(-1)
-    raise ValueError(f"lsp reference: unknown kernel {kernel!r}")
+    return (x_i * x_j).sum(-1)  # linear
 
 
 def _lsp_reduce(per_node: Tensor, num_edges: int, reduction: str) -> Tensor:
+    check_choice("lsp reference", "reduction", reduction, LSP_REDUCTIONS)
     if reduction == "none":
         return per_node
     if reduction == "sum":
         return per_node.sum()
     if reduction == "node_mean":
         return per_node.sum() / max(per_node.numel(), 1)
-    if reduction == "edge_mean":
-        return per_node.sum() / max(num_edges, 1)
-    raise ValueError(f"lsp reference: unknown reduction {reduction!r}")
+    return per_node.sum() / max(num_edges, 1)  # edge_mean
 
 
 def _segment_log_softmax_torch(logit: Tensor, index: Tensor, n: int) -> Tensor:

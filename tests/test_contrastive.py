@@ -7,6 +7,8 @@ import torch
 import gkd_ext
 from gkd_ext.functional import contrastive_loss
 from gkd_ext.reference import infonce_dense
+from gkd_ext.testing import (NEEDS, assert_low_precision_close, feature_pair, float64_leaves,
+                             loss_and_grads)
 
 from conftest import DEVICES
 
@@ -14,21 +16,12 @@ op = torch.ops.gkd.infonce
 
 
 def _pair(n, D, device, dtype=torch.float64, normalize=True):
-    zs, zt = torch.randn(n, D, dtype=dtype, device=device), torch.randn(n, D, dtype=dtype, device=device)
-    if normalize:
-        zs, zt = torch.nn.functional.normalize(zs, dim=1), torch.nn.functional.normalize(zt, dim=1)
-    return zs.requires_grad_(), zt.requires_grad_()
+    return feature_pair(n, D, D, device, dtype, normalize=normalize)
 
 
 def _ref64(fn, zs, zt):
     """The reference on float64 copies (gradients in float64 too)."""
-    return _both(fn, zs.detach().double().requires_grad_(), zt.detach().double().requires_grad_())
-
-
-def _both(fn, zs, zt):
-    loss = fn(zs, zt)
-    gs, gt = torch.autograd.grad(loss, (zs, zt))
-    return loss.detach(), gs, gt
+    return loss_and_grads(fn, *float64_leaves(zs, zt))
 
 
 # n that do not divide the CPU tile (256 rows x 2048 columns) nor the CUDA tile (64); 2100
@@ -38,8 +31,8 @@ def _both(fn, zs, zt):
 def test_matches_dense_float64(device, n, symmetric):
     zs, zt = _pair(n, 19, device)
     tau = 0.1
-    got = _both(lambda a, b: contrastive_loss(a, b, tau, symmetric), zs, zt)
-    ref = _both(lambda a, b: infonce_dense(a, b, tau, symmetric), zs, zt)
+    got = loss_and_grads(lambda a, b: contrastive_loss(a, b, tau, symmetric), zs, zt)
+    ref = loss_and_grads(lambda a, b: infonce_dense(a, b, tau, symmetric), zs, zt)
     for g, r in zip(got, ref):
         torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-12)
 
@@ -47,7 +40,7 @@ def test_matches_dense_float64(device, n, symmetric):
 @pytest.mark.parametrize("symmetric", [False, True])
 def test_matches_dense_float32(device, symmetric):
     zs, zt = _pair(1000, 128, device, torch.float32)
-    got = _both(lambda a, b: contrastive_loss(a, b, 0.075, symmetric), zs, zt)
+    got = loss_and_grads(lambda a, b: contrastive_loss(a, b, 0.075, symmetric), zs, zt)
     ref64 = _ref64(lambda a, b: infonce_dense(a, b, 0.075, symmetric), zs, zt)
     for g, r in zip(got, ref64):
         torch.testing.assert_close(g.double(), r, rtol=2e-5, atol=1e-7)
@@ -63,7 +56,7 @@ def test_gradcheck(device, symmetric):
 @pytest.mark.parametrize("symmetric", [False, True])
 def test_temperature_extremes(device, tau, symmetric):
     zs, zt = _pair(300, 32, device, torch.float32)
-    loss, gs, gt = _both(lambda a, b: contrastive_loss(a, b, tau, symmetric), zs, zt)
+    loss, gs, gt = loss_and_grads(lambda a, b: contrastive_loss(a, b, tau, symmetric), zs, zt)
     for t in (loss, gs, gt):
         assert torch.isfinite(t).all()
     ref = _ref64(lambda a, b: infonce_dense(a, b, tau, symmetric), zs, zt)
@@ -76,7 +69,7 @@ def test_very_large_logits_stay_finite(device):
     zs, zt = _pair(200, 16, device, torch.float32, normalize=False)
     with torch.no_grad():
         zs.mul_(30)
-    loss, gs, gt = _both(lambda a, b: contrastive_loss(a, b, 0.05, True), zs, zt)
+    loss, gs, gt = loss_and_grads(lambda a, b: contrastive_loss(a, b, 0.05, True), zs, zt)
     assert torch.isfinite(loss) and torch.isfinite(gs).all() and torch.isfinite(gt).all()
     ref = infonce_dense(zs.double(), zt.double(), 0.05, True)
     torch.testing.assert_close(loss.double(), ref, rtol=1e-4, atol=1e-3)
@@ -94,8 +87,8 @@ def test_orthogonal_embeddings_closed_form(device):
 def test_identical_embeddings(device):
     zs, _ = _pair(257, 24, device)
     zt = zs.detach().clone().requires_grad_()
-    got = _both(lambda a, b: contrastive_loss(a, b, 0.075, True), zs, zt)
-    ref = _both(lambda a, b: infonce_dense(a, b, 0.075, True), zs, zt)
+    got = loss_and_grads(lambda a, b: contrastive_loss(a, b, 0.075, True), zs, zt)
+    ref = loss_and_grads(lambda a, b: infonce_dense(a, b, 0.075, True), zs, zt)
     for g, r in zip(got, ref):
         torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-12)
 
@@ -112,8 +105,8 @@ def test_teacher_detached_and_noncontiguous(device):
 
 def test_deterministic(device):
     zs, zt = _pair(700, 40, device, torch.float32)
-    a = _both(lambda x, y: contrastive_loss(x, y, 0.075, True), zs, zt)
-    b = _both(lambda x, y: contrastive_loss(x, y, 0.075, True), zs, zt)
+    a = loss_and_grads(lambda x, y: contrastive_loss(x, y, 0.075, True), zs, zt)
+    b = loss_and_grads(lambda x, y: contrastive_loss(x, y, 0.075, True), zs, zt)
     for x, y in zip(a, b):
         assert torch.equal(x, y)
 
@@ -124,7 +117,7 @@ def test_opcheck(device, symmetric):
     torch.library.opcheck(op, (zs, zt, 0.5, symmetric, "ieee"))
     loss, lse_s, lse_t = op(zs.detach(), zt.detach(), 0.5, symmetric, "ieee")
     grad = torch.ones((), dtype=zs.dtype, device=device)
-    for need in [(True, True), (True, False), (False, True)]:
+    for need in NEEDS:
         torch.library.opcheck(torch.ops.gkd.infonce_backward,
                               (grad, zs.detach(), zt.detach(), lse_s, lse_t, 0.5, symmetric, "ieee",
                                *need))
@@ -137,8 +130,8 @@ def test_torch_compile_fullgraph(device):
         return contrastive_loss(a, b, 0.2, True) * 2 + a.sum() * 0
 
     compiled = torch.compile(f, fullgraph=True)
-    got = _both(compiled, zs, zt)
-    ref = _both(lambda a, b: 2 * infonce_dense(a, b, 0.2, True), zs, zt)
+    got = loss_and_grads(compiled, zs, zt)
+    ref = loss_and_grads(lambda a, b: 2 * infonce_dense(a, b, 0.2, True), zs, zt)
     for g, r in zip(got, ref):
         torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-12)
 
@@ -152,15 +145,14 @@ def test_tensor_core_precision(device, precision):
             op(*_pair(8, 4, device, torch.float32), 0.1, False, precision)
         return
     zs, zt = _pair(1000, 128, device, torch.float32)
-    got = _both(lambda a, b: contrastive_loss(a, b, 0.075, True, precision), zs, zt)
+    got = loss_and_grads(lambda a, b: contrastive_loss(a, b, 0.075, True, precision), zs, zt)
     ref = _ref64(lambda a, b: infonce_dense(a, b, 0.075, True), zs, zt)
     # Same math in PyTorch at that precision: inputs rounded to the tile-product format.
     rnd = torch.bfloat16 if precision == "bf16" else torch.float32
     low = _ref64(lambda a, b: infonce_dense(a.to(rnd).double(), b.to(rnd).double(), 0.075, True),
                  zs, zt)
     for g, r, lo in zip(got, ref, low):
-        err_low = (lo - r).abs().max().item()
-        assert (g.double() - r).abs().max().item() <= 2 * err_low + 1e-3 * r.abs().max().item()
+        assert_low_precision_close(g, r, lo, eps=1e-3 * r.abs().max().item())
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])

@@ -4,24 +4,13 @@ import torch
 
 import gkd_ext
 from gkd_ext.functional import gsp_loss
+from gkd_ext.kernels import GSP_KERNELS as KERNELS
 from gkd_ext.reference import gsp_dense
+from gkd_ext.testing import NEEDS, feature_pair, float64_leaves, loss_and_grads
 
 from conftest import DEVICES
 
 op = torch.ops.gkd.gsp
-KERNELS = ["cosine", "poly", "l2", "rbf"]
-
-
-def _pair(n, ds, dt, device, dtype=torch.float64, scale=1.0):
-    hs = (scale * torch.randn(n, ds, dtype=dtype, device=device)).requires_grad_()
-    ht = (scale * torch.randn(n, dt, dtype=dtype, device=device)).requires_grad_()
-    return hs, ht
-
-
-def _both(fn, hs, ht):
-    loss = fn(hs, ht)
-    gs, gt = torch.autograd.grad(loss, (hs, ht))
-    return loss.detach(), gs, gt
 
 
 def _seed_style(h, kernel, gamma=0.5):
@@ -41,28 +30,27 @@ def _seed_style(h, kernel, gamma=0.5):
 @pytest.mark.parametrize("n", [1, 7, 129, 1000])
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_matches_dense_float64(device, n, kernel):
-    hs, ht = _pair(n, 24, 40, device, scale=0.3)
-    got = _both(lambda a, b: gsp_loss(a, b, kernel), hs, ht)
-    ref = _both(lambda a, b: gsp_dense(a, b, kernel), hs, ht)
+    hs, ht = feature_pair(n, 24, 40, device, scale=0.3)
+    got = loss_and_grads(lambda a, b: gsp_loss(a, b, kernel), hs, ht)
+    ref = loss_and_grads(lambda a, b: gsp_dense(a, b, kernel), hs, ht)
     for g, r in zip(got, ref):
         torch.testing.assert_close(g, r, rtol=1e-9, atol=1e-14)
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_matches_seed_broadcast_form(device, kernel):
-    hs, ht = _pair(40, 6, 9, device, scale=0.5)
-    got = _both(lambda a, b: gsp_loss(a, b, kernel), hs, ht)
-    ref = _both(lambda a, b: (_seed_style(a, kernel) - _seed_style(b, kernel)).pow(2).mean(), hs, ht)
+    hs, ht = feature_pair(40, 6, 9, device, scale=0.5)
+    got = loss_and_grads(lambda a, b: gsp_loss(a, b, kernel), hs, ht)
+    ref = loss_and_grads(lambda a, b: (_seed_style(a, kernel) - _seed_style(b, kernel)).pow(2).mean(), hs, ht)
     for g, r in zip(got, ref):
         torch.testing.assert_close(g, r, rtol=1e-7, atol=1e-12)
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_matches_dense_float32(device, kernel):
-    hs, ht = _pair(2100, 64, 32, device, torch.float32, scale=0.2)
-    got = _both(lambda a, b: gsp_loss(a, b, kernel), hs, ht)
-    ref = _both(lambda a, b: gsp_dense(a, b, kernel),
-                hs.detach().double().requires_grad_(), ht.detach().double().requires_grad_())
+    hs, ht = feature_pair(2100, 64, 32, device, torch.float32, scale=0.2)
+    got = loss_and_grads(lambda a, b: gsp_loss(a, b, kernel), hs, ht)
+    ref = loss_and_grads(lambda a, b: gsp_dense(a, b, kernel), *float64_leaves(hs, ht))
     for g, r in zip(got, ref):
         assert torch.isfinite(g).all()
         torch.testing.assert_close(g.double(), r, rtol=1e-4, atol=1e-4 * r.abs().max().item())
@@ -70,23 +58,23 @@ def test_matches_dense_float32(device, kernel):
 
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_gradcheck(device, kernel):
-    hs, ht = _pair(6, 3, 5, device)
+    hs, ht = feature_pair(6, 3, 5, device)
     assert torch.autograd.gradcheck(lambda a, b: gsp_loss(a, b, kernel), (hs, ht))
 
 
 def test_rbf_gamma(device):
-    hs, ht = _pair(300, 8, 12, device, scale=0.3)
-    got = _both(lambda a, b: gsp_loss(a, b, "rbf", gamma=2.0), hs, ht)
-    ref = _both(lambda a, b: gsp_dense(a, b, "rbf", gamma=2.0), hs, ht)
+    hs, ht = feature_pair(300, 8, 12, device, scale=0.3)
+    got = loss_and_grads(lambda a, b: gsp_loss(a, b, "rbf", gamma=2.0), hs, ht)
+    ref = loss_and_grads(lambda a, b: gsp_dense(a, b, "rbf", gamma=2.0), hs, ht)
     for g, r in zip(got, ref):
         torch.testing.assert_close(g, r, rtol=1e-9, atol=1e-14)
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_identical_features_zero_loss(device, kernel):
-    hs, _ = _pair(300, 16, 16, device)
+    hs, _ = feature_pair(300, 16, 16, device)
     ht = hs.detach().clone().requires_grad_()
-    loss, gs, gt = _both(lambda a, b: gsp_loss(a, b, kernel), hs, ht)
+    loss, gs, gt = loss_and_grads(lambda a, b: gsp_loss(a, b, kernel), hs, ht)
     assert loss.item() == pytest.approx(0.0, abs=1e-20)
     assert gs.abs().max().item() < 1e-12 and gt.abs().max().item() < 1e-12
 
@@ -102,18 +90,18 @@ def test_orthogonal_features_closed_form(device):
 
 def test_l2_diagonal_gradient_finite_float32(device):
     # The l2 kernel's sqrt at distance 0 (the diagonal): gradient defined as 0, never NaN/inf.
-    hs, ht = _pair(513, 32, 16, device, torch.float32, scale=10.0)
-    loss, gs, gt = _both(lambda a, b: gsp_loss(a, b, "l2"), hs, ht)
+    hs, ht = feature_pair(513, 32, 16, device, torch.float32, scale=10.0)
+    loss, gs, gt = loss_and_grads(lambda a, b: gsp_loss(a, b, "l2"), hs, ht)
     assert torch.isfinite(loss) and torch.isfinite(gs).all() and torch.isfinite(gt).all()
 
 
 def test_zero_rows_cosine(device):
     # A zero row normalises to 0 (F.normalize's eps), as in the reference.
-    hs, ht = _pair(50, 8, 8, device)
+    hs, ht = feature_pair(50, 8, 8, device)
     with torch.no_grad():
         hs[3] = 0
-    got = _both(lambda a, b: gsp_loss(a, b, "cosine"), hs, ht)
-    ref = _both(lambda a, b: gsp_dense(a, b, "cosine"), hs, ht)
+    got = loss_and_grads(lambda a, b: gsp_loss(a, b, "cosine"), hs, ht)
+    ref = loss_and_grads(lambda a, b: gsp_dense(a, b, "cosine"), hs, ht)
     for g, r in zip(got, ref):
         torch.testing.assert_close(g, r, rtol=1e-9, atol=1e-14)
 
@@ -129,24 +117,24 @@ def test_teacher_detached_and_noncontiguous(device):
 
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_opcheck(device, kernel):
-    hs, ht = _pair(70, 5, 9, device)
+    hs, ht = feature_pair(70, 5, 9, device)
     torch.library.opcheck(op, (hs, ht, kernel, 0.5))
     loss, sq_s, sq_t = op(hs.detach(), ht.detach(), kernel, 0.5)
     grad = torch.ones((), dtype=hs.dtype, device=device)
-    for need in [(True, True), (True, False), (False, True)]:
+    for need in NEEDS:
         torch.library.opcheck(torch.ops.gkd.gsp_backward,
                               (grad, hs.detach(), ht.detach(), sq_s, sq_t, kernel, 0.5, *need))
 
 
 def test_torch_compile_fullgraph(device):
-    hs, ht = _pair(100, 16, 8, device)
+    hs, ht = feature_pair(100, 16, 8, device)
 
     def f(a, b):
         return gsp_loss(a, b, "rbf", gamma=0.7) + gsp_loss(a, b, "cosine")
 
     compiled = torch.compile(f, fullgraph=True)
-    got = _both(compiled, hs, ht)
-    ref = _both(lambda a, b: gsp_dense(a, b, "rbf", 0.7) + gsp_dense(a, b, "cosine"), hs, ht)
+    got = loss_and_grads(compiled, hs, ht)
+    ref = loss_and_grads(lambda a, b: gsp_dense(a, b, "rbf", gamma=0.7) + gsp_dense(a, b, "cosine"), hs, ht)
     for g, r in zip(got, ref):
         torch.testing.assert_close(g, r, rtol=1e-9, atol=1e-14)
 
@@ -171,7 +159,7 @@ def test_low_precision_cuda(device, dtype, kernel):
 
 
 def test_bad_input():
-    hs, ht = _pair(10, 8, 6, "cpu", torch.float32)
+    hs, ht = feature_pair(10, 8, 6, "cpu", torch.float32)
     with pytest.raises(ValueError, match="same number of rows"):
         gsp_loss(hs, ht[:9])
     with pytest.raises(ValueError, match="'kernel' must be one of"):
@@ -200,7 +188,7 @@ def test_gsp_module_subsets():
     hs, ht = torch.randn(60, 5, dtype=torch.float64), torch.randn(60, 7, dtype=torch.float64)
     idx = torch.tensor([3, 1, 40, 59, 7])
     torch.testing.assert_close(GSPLoss("rbf", gamma=0.3)(hs, ht, nodes=idx),
-                               gsp_dense(hs[idx], ht[idx], "rbf", 0.3))
+                               gsp_dense(hs[idx], ht[idx], "rbf", gamma=0.3))
     torch.testing.assert_close(GSPLoss("l2")(hs, ht), gsp_dense(hs, ht, "l2"))
     g = torch.Generator().manual_seed(0)
     pick = torch.randperm(60, generator=torch.Generator().manual_seed(0))[:8]

@@ -4,44 +4,24 @@ import torch
 
 import gkd_ext
 from gkd_ext import Graph, LSPLoss, lsp_loss
+from gkd_ext.kernels import LSP_KERNELS as KERNELS, LSP_REDUCTIONS as REDUCTIONS
 from gkd_ext.reference import lsp_reference_dgl, lsp_reference_pyg
+from gkd_ext.testing import NEEDS, assert_low_precision_close, features, grads, random_graph
 
 from conftest import DEVICES
 
-KERNELS = ["rbf", "laplacian", "cosine", "poly", "l2", "linear"]
-REDUCTIONS = ["node_mean", "edge_mean", "sum", "none"]
 # Parameters that keep every kernel's logits spread out at unit-variance features.
 PARAMS = {"rbf": {"gamma": 0.1}, "laplacian": {"sigma": 2.0}}
 
 
-def make_graph(n=23, e=90, device="cpu", seed=0, self_loops=True, duplicates=True, isolated=3):
-    """Random square graph; the last `isolated` nodes receive no edge; plus explicit
-    self-loops and duplicated edges."""
-    gen = torch.Generator().manual_seed(seed)
-    src = torch.randint(0, n, (e,), generator=gen)
-    dst = torch.randint(0, n - isolated, (e,), generator=gen)
-    if self_loops:
-        loops = torch.arange(0, n - isolated, 3)
-        src, dst = torch.cat([src, loops]), torch.cat([dst, loops])
-    if duplicates:
-        src, dst = torch.cat([src, src[:7]]), torch.cat([dst, dst[:7]])
-    return Graph.from_edge_index(torch.stack([src, dst]), n).to(device)
-
-
-def feats(n, d, device, dtype=torch.float64, scale=1.0, grad=True):
-    x = (torch.randn(n, d, dtype=dtype) * scale).to(device)
-    return x.requires_grad_(grad)
+def make_graph(n=23, e=90, device="cpu", isolated=3):
+    """Random square graph; the last `isolated` nodes receive no edge; plus self-loops and
+    duplicated edges."""
+    return random_graph(n, e, device, isolated=isolated, self_loops=True, duplicates=7)
 
 
 def assert_close(a, b, rtol=1e-9, atol=1e-11):
     torch.testing.assert_close(a, b, rtol=rtol, atol=atol)
-
-
-def grads(loss, *inputs):
-    if loss.dim() > 0:
-        loss = (loss * torch.linspace(0.5, 1.5, loss.numel(), dtype=loss.dtype,
-                                      device=loss.device)).sum()
-    return torch.autograd.grad(loss, inputs)
 
 
 # ------------------------------------------------------------------ forward + gradients
@@ -49,7 +29,7 @@ def grads(loss, *inputs):
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_matches_references(device, kernel, reduction):
     g = make_graph(device=device)
-    hs, ht = feats(g.num_dst, 6, device), feats(g.num_dst, 11, device)  # D_s != D_t
+    hs, ht = features(g.num_dst, 6, device), features(g.num_dst, 11, device)  # D_s != D_t
     p = PARAMS.get(kernel, {})
     out = lsp_loss(g, hs, ht, kernel, reduction, **p)
     ref_pyg = lsp_reference_pyg(g, hs, ht, kernel, reduction, **p)
@@ -67,7 +47,7 @@ def test_pyg_style_edge_mean(backend):
     if backend == "torch_scatter":
         pytest.importorskip("torch_scatter")
     g = make_graph(n=40, e=200)
-    hs, ht = feats(40, 16, "cpu"), feats(40, 8, "cpu", grad=False)
+    hs, ht = features(40, 16, "cpu"), features(40, 8, "cpu", grad=False)
     out = lsp_loss(g, hs, ht, "rbf", "edge_mean", gamma=0.05)
     ref = lsp_reference_pyg(g, hs, ht, "rbf", "edge_mean", backend=backend, gamma=0.05)
     assert_close(out, ref)
@@ -77,7 +57,7 @@ def test_pyg_style_edge_mean(backend):
 def test_dgl_style_node_mean():
     """The original LSP / Alignahead setting: L1 kernel, sigma = 100, mean over nodes."""
     g = make_graph(n=40, e=200)
-    hs, ht = feats(40, 16, "cpu", scale=30.0), feats(40, 16, "cpu", scale=30.0)
+    hs, ht = features(40, 16, "cpu", scale=30.0), features(40, 16, "cpu", scale=30.0)
     out = lsp_loss(g, hs, ht, "laplacian", "node_mean")
     ref = lsp_reference_dgl(g, hs, ht)
     assert_close(out, ref)
@@ -88,7 +68,7 @@ def test_dgl_style_node_mean():
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_float32(device, kernel):
     g = make_graph(n=60, e=500, device=device)
-    hs64, ht64 = feats(60, 33, device), feats(60, 20, device)
+    hs64, ht64 = features(60, 33, device), features(60, 20, device)
     hs, ht = hs64.detach().float().requires_grad_(), ht64.detach().float().requires_grad_()
     p = PARAMS.get(kernel, {})
     out = lsp_loss(g, hs, ht, kernel, "none", **p)
@@ -102,14 +82,14 @@ def test_float32(device, kernel):
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_gradcheck(device, kernel):
     g = make_graph(n=7, e=16, device=device, isolated=1)
-    hs, ht = feats(7, 3, device), feats(7, 4, device)
+    hs, ht = features(7, 3, device), features(7, 4, device)
     p = PARAMS.get(kernel, {})
     assert torch.autograd.gradcheck(lambda a, b: lsp_loss(g, a, b, kernel, "none", **p), (hs, ht))
 
 
 def test_teacher_requires_grad_or_not(device):
     g = make_graph(device=device)
-    hs, ht = feats(g.num_dst, 5, device), feats(g.num_dst, 5, device, grad=False)
+    hs, ht = features(g.num_dst, 5, device), features(g.num_dst, 5, device, grad=False)
     lsp_loss(g, hs, ht, "laplacian", sigma=1.0).backward()
     assert hs.grad is not None and ht.grad is None
     hs2 = hs.detach().clone().requires_grad_()
@@ -127,7 +107,7 @@ def test_teacher_requires_grad_or_not(device):
 
 def test_deterministic(device):
     g = make_graph(n=300, e=6000, device=device)
-    hs, ht = feats(300, 40, device, dtype=torch.float32), feats(300, 24, device, dtype=torch.float32)
+    hs, ht = features(300, 40, device, dtype=torch.float32), features(300, 24, device, dtype=torch.float32)
     runs = [grads(lsp_loss(g, hs, ht, "cosine"), hs, ht) for _ in range(2)]
     for a, b in zip(*runs):
         assert torch.equal(a, b)
@@ -136,7 +116,7 @@ def test_deterministic(device):
 # ------------------------------------------------------------------ edge cases
 def test_zero_edges(device):
     g = Graph.from_edge_index(torch.empty(2, 0, dtype=torch.long), 5).to(device)
-    hs, ht = feats(5, 4, device), feats(5, 3, device)
+    hs, ht = features(5, 4, device), features(5, 3, device)
     for red in REDUCTIONS:
         out = lsp_loss(g, hs, ht, "rbf", red)
         assert torch.all(out == 0)
@@ -146,14 +126,14 @@ def test_zero_edges(device):
 
 def test_zero_nodes(device):
     g = Graph.from_edge_index(torch.empty(2, 0, dtype=torch.long), 0).to(device)
-    hs, ht = feats(0, 4, device), feats(0, 4, device)
+    hs, ht = features(0, 4, device), features(0, 4, device)
     assert lsp_loss(g, hs, ht, "rbf", "none").shape == (0,)
     assert float(lsp_loss(g, hs, ht, "rbf", "node_mean").detach()) == 0.0
 
 
 def test_isolated_nodes_are_zero(device):
     g = make_graph(device=device, isolated=4)
-    hs, ht = feats(g.num_dst, 5, device), feats(g.num_dst, 5, device)
+    hs, ht = features(g.num_dst, 5, device), features(g.num_dst, 5, device)
     kl = lsp_loss(g, hs, ht, "linear", "none")
     assert torch.all(kl[-4:] == 0) and torch.all(kl[:-4] >= -1e-12)
     assert float(kl[:-4].detach().abs().sum()) > 0
@@ -167,7 +147,7 @@ def test_self_loops_and_duplicates_only(device):
     dst = torch.cat([i, i, i])
     g = Graph.from_edge_index(torch.stack([src, dst]), n).to(device)
     for kernel in KERNELS:
-        hs, ht = feats(n, 4, device), feats(n, 7, device)
+        hs, ht = features(n, 4, device), features(n, 7, device)
         out = lsp_loss(g, hs, ht, kernel, "sum", **PARAMS.get(kernel, {}))
         ref = lsp_reference_pyg(g, hs, ht, kernel, "sum", **PARAMS.get(kernel, {}))
         assert_close(out, ref)
@@ -177,7 +157,7 @@ def test_self_loops_and_duplicates_only(device):
 
 def test_single_node(device):
     g = Graph.from_edge_index(torch.tensor([[0], [0]]), 1).to(device)
-    hs, ht = feats(1, 3, device), feats(1, 3, device)
+    hs, ht = features(1, 3, device), features(1, 3, device)
     out = lsp_loss(g, hs, ht, "rbf", "sum")  # one edge: both softmaxes are 1, KL = 0
     assert float(out.detach()) == 0.0
     assert torch.all(grads(out, hs)[0] == 0)
@@ -205,7 +185,7 @@ def test_hub_with_100k_incoming_edges(kernel):
     src = torch.cat([torch.randint(0, n, (e,), generator=gen), torch.arange(1, n)])
     dst = torch.cat([torch.zeros(e, dtype=torch.long), torch.randint(1, n, (n - 1,), generator=gen)])
     g = Graph.from_edge_index(torch.stack([src, dst]), n)
-    hs, ht = feats(n, 8, "cpu"), feats(n, 8, "cpu")
+    hs, ht = features(n, 8, "cpu"), features(n, 8, "cpu")
     p = PARAMS.get(kernel, {})
     out = lsp_loss(g, hs, ht, kernel, "none", **p)
     ref = lsp_reference_dgl(g, hs, ht, kernel, "none", **p)
@@ -218,7 +198,7 @@ def test_hub_with_100k_incoming_edges(kernel):
 @pytest.mark.parametrize("kernel", ["linear", "l2", "rbf", "cosine"])
 def test_large_logits(device, kernel):
     g = make_graph(n=50, e=400, device=device)
-    hs, ht = feats(50, 16, device, scale=300.0), feats(50, 16, device, scale=300.0)
+    hs, ht = features(50, 16, device, scale=300.0), features(50, 16, device, scale=300.0)
     out = lsp_loss(g, hs, ht, kernel, "none")
     ref = lsp_reference_dgl(g, hs, ht, kernel, "none")
     assert torch.isfinite(out).all()
@@ -244,14 +224,12 @@ def test_large_logits(device, kernel):
 def test_low_precision_cuda(device, dtype):
     """err(kernel vs fp64) <= 2 err(same math in PyTorch at that precision vs fp64) + eps."""
     g = make_graph(n=200, e=3000, device=device)
-    hs, ht = feats(200, 64, device), feats(200, 48, device)
+    hs, ht = features(200, 64, device), features(200, 48, device)
     ref = lsp_reference_dgl(g, hs, ht, "cosine", "none")
     lo_s, lo_t = hs.detach().to(dtype).requires_grad_(), ht.detach().to(dtype).requires_grad_()
     out = lsp_loss(g, lo_s, lo_t, "cosine", "none")
     torch_lo = lsp_reference_dgl(g, lo_s.float().to(dtype), lo_t.float().to(dtype), "cosine", "none")
-    err = (out.double() - ref).abs().max()
-    base = (torch_lo.double() - ref).abs().max()
-    assert err <= 2 * base + 1e-3
+    assert_low_precision_close(out, ref, torch_lo)
     gs = grads(out, lo_s)[0]
     assert torch.isfinite(gs.float()).all()
     torch.testing.assert_close(gs.double(), grads(ref, hs)[0], rtol=5e-2, atol=5e-3)
@@ -260,7 +238,7 @@ def test_low_precision_cuda(device, dtype):
 # ------------------------------------------------------------------ op registration
 def _op_args(device, dtype=torch.float64, grad=True):
     g = make_graph(n=12, e=40, device=device, isolated=2)
-    hs, ht = feats(12, 5, device, dtype, grad=grad), feats(12, 3, device, dtype, grad=grad)
+    hs, ht = features(12, 5, device, dtype, grad=grad), features(12, 3, device, dtype, grad=grad)
     return g, hs, ht
 
 
@@ -271,7 +249,7 @@ def test_opcheck_forward(device, kernel):
     torch.library.opcheck(torch.ops.gkd.lsp.default, args)
 
 
-@pytest.mark.parametrize("need", [(True, True), (True, False), (False, True)])
+@pytest.mark.parametrize("need", NEEDS)
 def test_opcheck_backward(device, need):
     g, hs, ht = _op_args(device, grad=False)
     _, stats, logits = torch.ops.gkd.lsp(g.rowptr, g.col, hs, ht, "l2", 1.0)
@@ -354,7 +332,7 @@ def test_bad_input_python():
         lsp_loss(g, hs, ht, "rbf", sigma=1.0)
     with pytest.raises(ValueError, match="'h_teacher' has dtype torch.float64"):
         lsp_loss(g, hs, ht.double())
-    with pytest.raises(ValueError, match="'h_student' must be floating point"):
+    with pytest.raises(ValueError, match="'h_student' must be a floating-point tensor"):
         lsp_loss(g, hs.long(), ht)
     with pytest.raises(ValueError, match="'h_student' must be 2-D"):
         lsp_loss(g, hs[:, 0], ht)

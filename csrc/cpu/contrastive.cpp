@@ -154,9 +154,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> infonce_cpu(const at::Tensor& z_s
                                                            double temperature, bool symmetric,
                                                            c10::string_view precision) {
   const char* op = "gkd::infonce";
-  check_embedding_pair(op, z_s, "z_s", z_t, "z_t", true);
-  check_positive(op, "temperature", temperature);
-  precision_code(op, precision, false);
+  check_infonce(op, z_s, z_t, temperature, precision);
   const int64_t n = z_s.size(0);
   // Logits of the tiles: (z_s / tau) · z_tᵀ, with 1/tau folded into the anchors once.
   const at::Tensor a = (z_s / temperature).contiguous();
@@ -188,13 +186,8 @@ std::tuple<at::Tensor, at::Tensor> infonce_backward_cpu(
     const at::Tensor& lse_t, double temperature, bool symmetric, c10::string_view precision,
     bool need_s, bool need_t) {
   const char* op = "gkd::infonce_backward";
-  check_embedding_pair(op, z_s, "z_s", z_t, "z_t", true);
-  check_positive(op, "temperature", temperature);
-  precision_code(op, precision, false);
+  check_infonce_backward(op, grad, z_s, z_t, lse_s, lse_t, temperature, symmetric, precision);
   const int64_t n = z_s.size(0), D = z_s.size(1);
-  check_scalar_grad(op, grad, z_s);
-  check_row_stat(op, "lse_s", lse_s, n, z_s, z_s.scalar_type());
-  if (symmetric) check_row_stat(op, "lse_t", lse_t, n, z_s, z_s.scalar_type());
   at::Tensor gs = need_s ? at::zeros({n, D}, z_s.options()) : at::Tensor();
   at::Tensor gt_parts;
   if (!need_s && !need_t) return {at::empty({0}, z_s.options()), at::empty({0}, z_s.options())};

@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <utility>
 #include <vector>
 
 #include "../checks.h"
@@ -36,9 +37,9 @@ inline at::Tensor tile(const at::Tensor& buf, int64_t rows, int64_t cols) {
 // distance comes from |a|² + |b|² - 2a.b: rounding can make it slightly negative, so it is
 // clamped at 0, and the diagonal (a == b) is set to exactly 0, where that identity cancels worst.
 template <typename T>
-void kernel_tile(const at::Tensor& G, const T* sq, int64_t r0, int64_t c0, int kernel,
+void kernel_tile(const at::Tensor& G, const T* sq, int64_t r0, int64_t c0, GspKernel kernel,
                  double gamma) {
-  if (kernel == kCosine || kernel == kPoly) return;
+  if (gsp_normalized(kernel)) return;
   const int64_t rows = G.size(0), cols = G.size(1);
   T* g = G.data_ptr<T>();
   for (int64_t i = 0; i < rows; ++i) {
@@ -49,17 +50,41 @@ void kernel_tile(const at::Tensor& G, const T* sq, int64_t r0, int64_t c0, int k
     const int64_t d = r0 + i - c0;
     if (d >= 0 && d < cols) gi[d] = T(0);
   }
-  if (kernel == kL2) G.sqrt_();
+  if (kernel == GspKernel::kL2) G.sqrt_();
   else G.mul_(-gamma).exp_();
 }
 
 template <typename T>
-inline T kval(T v, int kernel) { return kernel == kPoly ? v * v : v; }
+inline T kval(T v, GspKernel kernel) { return kernel == GspKernel::kPoly ? v * v : v; }
+
+// What the tiles of both models are made from: the rows of gsp_rows and their squared norms.
+template <typename T>
+struct Models {
+  const at::Tensor& xs;
+  const at::Tensor& xt;
+  const T* sqs;
+  const T* sqt;
+  GspKernel kernel;
+  double gamma;
+
+  // The kernel tiles of rows [r0, r0 + rows) x columns [c0, c0 + cols) of both models, at the
+  // fronts of the scratch buffers Sb and Tb.
+  std::pair<at::Tensor, at::Tensor> tiles(const at::Tensor& Sb, const at::Tensor& Tb, int64_t r0,
+                                          int64_t rows, int64_t c0, int64_t cols) const {
+    at::Tensor Ks = tile(Sb, rows, cols), Kt = tile(Tb, rows, cols);
+    at::mm_out(Ks, xs.narrow(0, r0, rows), xs.narrow(0, c0, cols).t());
+    at::mm_out(Kt, xt.narrow(0, r0, rows), xt.narrow(0, c0, cols).t());
+    kernel_tile<T>(Ks, sqs, r0, c0, kernel, gamma);
+    kernel_tile<T>(Kt, sqt, r0, c0, kernel, gamma);
+    return {Ks, Kt};
+  }
+};
 
 // Sum of squared differences over a forward tile; columns at or beyond r1 stand for their
 // mirrored tile too, so they count twice.
 template <typename T>
-double tile_loss(const at::Tensor& Ks, const at::Tensor& Kt, int64_t r1, int64_t c0, int kernel) {
+double tile_loss(const at::Tensor& Ks, const at::Tensor& Kt, int64_t r1, int64_t c0,
+                 GspKernel kernel) {
   const int64_t rows = Ks.size(0), cols = Ks.size(1);
   const T* ks = Ks.data_ptr<T>();
   const T* kt = Kt.data_ptr<T>();
@@ -76,15 +101,14 @@ double tile_loss(const at::Tensor& Ks, const at::Tensor& Kt, int64_t r1, int64_t
 }
 
 template <typename T>
-void gsp_forward_kernel(const at::Tensor& xs, const at::Tensor& xt, const T* sqs, const T* sqt,
-                        int kernel, double gamma, double* partial) {
-  const int64_t n = xs.size(0);
+void gsp_forward_kernel(const Models<T>& m, double* partial) {
+  const int64_t n = m.xs.size(0);
   const int64_t nb = (n + kRows - 1) / kRows;
   at::parallel_for(0, (nb + 1) / 2, 1, [&](int64_t k0, int64_t k1) {
     // Worker threads do not inherit the caller's below-autograd dispatch state.
     at::AutoDispatchBelowADInplaceOrView below_autograd;
-    at::Tensor Sb = at::empty({kRows * kCols}, xs.options());
-    at::Tensor Tb = at::empty({kRows * kCols}, xs.options());
+    at::Tensor Sb = at::empty({kRows * kCols}, m.xs.options());
+    at::Tensor Tb = at::empty({kRows * kCols}, m.xs.options());
     for (int64_t k = k0; k < k1; ++k) {
       const int64_t pair[2] = {k, nb - 1 - k};
       for (int p = 0; p < (pair[0] == pair[1] ? 1 : 2); ++p) {
@@ -92,13 +116,8 @@ void gsp_forward_kernel(const at::Tensor& xs, const at::Tensor& xt, const T* sqs
         const int64_t r0 = blk * kRows, rows = std::min(kRows, n - r0);
         double total = 0;
         for (int64_t c0 = r0; c0 < n; c0 += kCols) {
-          const int64_t cols = std::min(kCols, n - c0);
-          at::Tensor Ks = tile(Sb, rows, cols), Kt = tile(Tb, rows, cols);
-          at::mm_out(Ks, xs.narrow(0, r0, rows), xs.narrow(0, c0, cols).t());
-          at::mm_out(Kt, xt.narrow(0, r0, rows), xt.narrow(0, c0, cols).t());
-          kernel_tile<T>(Ks, sqs, r0, c0, kernel, gamma);
-          kernel_tile<T>(Kt, sqt, r0, c0, kernel, gamma);
-          total += tile_loss<T>(Ks, Kt, r0 + rows, c0, kernel);
+          const auto [Ks, Kt] = m.tiles(Sb, Tb, r0, rows, c0, std::min(kCols, n - c0));
+          total += tile_loss<T>(Ks, Kt, r0 + rows, c0, m.kernel);
         }
         partial[blk] = total;
       }
@@ -111,7 +130,7 @@ void gsp_forward_kernel(const at::Tensor& xs, const at::Tensor& xt, const T* sqs
 //   cosine: dL/dGram = ±w;  poly: ±2w·cos;  l2: ±w / (2K), 0 where K = 0 (safe sqrt);
 //   rbf: dL/dd² = ∓gamma·w·K.
 template <typename T>
-void weight_tile(const at::Tensor& Ks, const at::Tensor& Kt, int kernel, double gamma) {
+void weight_tile(const at::Tensor& Ks, const at::Tensor& Kt, GspKernel kernel, double gamma) {
   const int64_t m = Ks.numel();
   T* ks = Ks.data_ptr<T>();
   T* kt = Kt.data_ptr<T>();
@@ -120,46 +139,41 @@ void weight_tile(const at::Tensor& Ks, const at::Tensor& Kt, int kernel, double 
     const T a = ks[e], b = kt[e];
     const T w = kval(a, kernel) - kval(b, kernel);
     switch (kernel) {
-      case kCosine: ks[e] = w; kt[e] = -w; break;
-      case kPoly: ks[e] = T(2) * w * a; kt[e] = -T(2) * w * b; break;
-      case kL2:
+      case GspKernel::kCosine: ks[e] = w; kt[e] = -w; break;
+      case GspKernel::kPoly: ks[e] = T(2) * w * a; kt[e] = -T(2) * w * b; break;
+      case GspKernel::kL2:
         ks[e] = a > T(0) ? w / (T(2) * a) : T(0);
         kt[e] = b > T(0) ? -w / (T(2) * b) : T(0);
         break;
-      default: ks[e] = -g * w * a; kt[e] = g * w * b; break;
+      case GspKernel::kRbf: ks[e] = -g * w * a; kt[e] = g * w * b; break;
     }
   }
 }
 
 template <typename T>
-void gsp_backward_kernel(const at::Tensor& xs, const at::Tensor& xt, const T* sqs, const T* sqt,
-                         int kernel, double gamma, at::Tensor& Ms, at::Tensor& Mt, at::Tensor& rs,
+void gsp_backward_kernel(const Models<T>& m, at::Tensor& Ms, at::Tensor& Mt, at::Tensor& rs,
                          at::Tensor& rt) {
-  const int64_t n = xs.size(0);
+  const int64_t n = m.xs.size(0);
   const int64_t nb = (n + kRows - 1) / kRows;
-  const bool dist = kernel == kL2 || kernel == kRbf;
+  const bool dist = !gsp_normalized(m.kernel);
   const bool need_s = Ms.defined(), need_t = Mt.defined();
   at::parallel_for(0, nb, 1, [&](int64_t b0, int64_t b1) {
     // Worker threads do not inherit the caller's below-autograd dispatch state.
     at::AutoDispatchBelowADInplaceOrView below_autograd;
-    at::Tensor Sb = at::empty({kRows * kCols}, xs.options());
-    at::Tensor Tb = at::empty({kRows * kCols}, xs.options());
+    at::Tensor Sb = at::empty({kRows * kCols}, m.xs.options());
+    at::Tensor Tb = at::empty({kRows * kCols}, m.xs.options());
     for (int64_t blk = b0; blk < b1; ++blk) {
       const int64_t r0 = blk * kRows, rows = std::min(kRows, n - r0);
       for (int64_t c0 = 0; c0 < n; c0 += kCols) {
         const int64_t cols = std::min(kCols, n - c0);
-        at::Tensor Ks = tile(Sb, rows, cols), Kt = tile(Tb, rows, cols);
-        at::mm_out(Ks, xs.narrow(0, r0, rows), xs.narrow(0, c0, cols).t());
-        at::mm_out(Kt, xt.narrow(0, r0, rows), xt.narrow(0, c0, cols).t());
-        kernel_tile<T>(Ks, sqs, r0, c0, kernel, gamma);
-        kernel_tile<T>(Kt, sqt, r0, c0, kernel, gamma);
-        weight_tile<T>(Ks, Kt, kernel, gamma);
+        const auto [Ks, Kt] = m.tiles(Sb, Tb, r0, rows, c0, cols);
+        weight_tile<T>(Ks, Kt, m.kernel, m.gamma);
         if (need_s) {
-          Ms.narrow(0, r0, rows).addmm_(Ks, xs.narrow(0, c0, cols));
+          Ms.narrow(0, r0, rows).addmm_(Ks, m.xs.narrow(0, c0, cols));
           if (dist) rs.narrow(0, r0, rows).add_(Ks.sum(1));
         }
         if (need_t) {
-          Mt.narrow(0, r0, rows).addmm_(Kt, xt.narrow(0, c0, cols));
+          Mt.narrow(0, r0, rows).addmm_(Kt, m.xt.narrow(0, c0, cols));
           if (dist) rt.narrow(0, r0, rows).add_(Kt.sum(1));
         }
       }
@@ -167,24 +181,19 @@ void gsp_backward_kernel(const at::Tensor& xs, const at::Tensor& xt, const T* sq
   });
 }
 
-void check_gsp(const char* op, const at::Tensor& h_s, const at::Tensor& h_t, double gamma) {
-  check_embedding_pair(op, h_s, "h_s", h_t, "h_t", false);
-  check_positive(op, "gamma", gamma);
-}
-
 std::tuple<at::Tensor, at::Tensor, at::Tensor> gsp_cpu(const at::Tensor& h_s, const at::Tensor& h_t,
                                                        c10::string_view kernel_name, double gamma) {
   const char* op = "gkd::gsp";
-  check_gsp(op, h_s, h_t, gamma);
-  const int kernel = gsp_kernel_code(op, kernel_name);
+  const GspKernel kernel = check_gsp(op, h_s, h_t, kernel_name, gamma);
   const int64_t n = h_s.size(0);
   const at::Tensor sq_s = row_sq(h_s), sq_t = row_sq(h_t);
   const at::Tensor xs = gsp_rows(h_s, sq_s, kernel), xt = gsp_rows(h_t, sq_t, kernel);
   const int64_t nb = (n + kRows - 1) / kRows;
   std::vector<double> partial(nb, 0.0);
   AT_DISPATCH_FLOATING_TYPES(h_s.scalar_type(), "gkd_gsp_cpu", [&] {
-    gsp_forward_kernel<scalar_t>(xs, xt, sq_s.data_ptr<scalar_t>(), sq_t.data_ptr<scalar_t>(),
-                                 kernel, gamma, partial.data());
+    const Models<scalar_t> m{xs, xt, sq_s.data_ptr<scalar_t>(), sq_t.data_ptr<scalar_t>(), kernel,
+                             gamma};
+    gsp_forward_kernel<scalar_t>(m, partial.data());
   });
   double total = 0;
   for (double p : partial) total += p;
@@ -198,23 +207,20 @@ std::tuple<at::Tensor, at::Tensor> gsp_backward_cpu(const at::Tensor& grad, cons
                                                     c10::string_view kernel_name, double gamma,
                                                     bool need_s, bool need_t) {
   const char* op = "gkd::gsp_backward";
-  check_gsp(op, h_s, h_t, gamma);
-  const int kernel = gsp_kernel_code(op, kernel_name);
+  const GspKernel kernel = check_gsp_backward(op, grad, h_s, h_t, sq_s, sq_t, kernel_name, gamma);
   const int64_t n = h_s.size(0);
-  check_scalar_grad(op, grad, h_s);
-  check_row_stat(op, "sq_s", sq_s, n, h_s, h_s.scalar_type());
-  check_row_stat(op, "sq_t", sq_t, n, h_s, h_s.scalar_type());
   if (!need_s && !need_t) return {at::empty({0}, h_s.options()), at::empty({0}, h_s.options())};
   const at::Tensor ss = sq_s.contiguous(), st = sq_t.contiguous();
   const at::Tensor xs = gsp_rows(h_s, ss, kernel), xt = gsp_rows(h_t, st, kernel);
-  const bool dist = kernel == kL2 || kernel == kRbf;
+  const bool dist = !gsp_normalized(kernel);
   at::Tensor Ms = need_s ? at::zeros_like(xs) : at::Tensor();
   at::Tensor Mt = need_t ? at::zeros_like(xt) : at::Tensor();
   at::Tensor rs = need_s && dist ? at::zeros({n}, xs.options()) : at::Tensor();
   at::Tensor rt = need_t && dist ? at::zeros({n}, xs.options()) : at::Tensor();
   AT_DISPATCH_FLOATING_TYPES(h_s.scalar_type(), "gkd_gsp_backward_cpu", [&] {
-    gsp_backward_kernel<scalar_t>(xs, xt, ss.data_ptr<scalar_t>(), st.data_ptr<scalar_t>(), kernel,
-                                  gamma, Ms, Mt, rs, rt);
+    const Models<scalar_t> m{xs, xt, ss.data_ptr<scalar_t>(), st.data_ptr<scalar_t>(), kernel,
+                             gamma};
+    gsp_backward_kernel<scalar_t>(m, Ms, Mt, rs, rt);
   });
   const at::Tensor scale = grad.reshape({}) * (2.0 / (double(n) * double(n)));
   at::Tensor gs = need_s ? gsp_finish(h_s, xs, ss, Ms, rs, kernel, scale) : at::empty({0}, h_s.options());

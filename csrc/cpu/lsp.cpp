@@ -39,13 +39,14 @@ constexpr int64_t kAhead = 6;
 // The per-edge feature reductions of lsp_math.h, fused into one pass over the two rows:
 // x = sum (a-b)^2 | sum |a-b| | <a,b>, and y = <b,b> for the cosine kernels.
 template <typename T>
-inline void reduce_edge(int kernel, const T* __restrict a, const T* __restrict b, int64_t D,
+inline void reduce_edge(K kernel, const T* __restrict a, const T* __restrict b, int64_t D,
                         T& x_out, T& y_out) {
   T x = 0, y = 0;
-  if (uses_sq(kernel)) {
+  const Form form = form_of(kernel);
+  if (form == Form::kSq) {
 #pragma omp simd reduction(+ : x)
     for (int64_t f = 0; f < D; ++f) { const T d = a[f] - b[f]; x += d * d; }
-  } else if (kernel == kLaplacian) {
+  } else if (form == Form::kL1) {
 #pragma omp simd reduction(+ : x)
     for (int64_t f = 0; f < D; ++f) x += std::abs(a[f] - b[f]);
   } else if (uses_norm(kernel)) {
@@ -60,7 +61,7 @@ inline void reduce_edge(int kernel, const T* __restrict a, const T* __restrict b
 }
 
 template <typename T>
-inline T row_norm(int kernel, const T* __restrict a, int64_t D) {
+inline T row_norm(K kernel, const T* __restrict a, int64_t D) {
   if (!uses_norm(kernel)) return T(0);
   T s = 0;
 #pragma omp simd reduction(+ : s)
@@ -79,8 +80,7 @@ template <typename T>
 inline void add_sign(T* __restrict o, const T* __restrict a, const T* __restrict b, T w, int64_t n) {
 #pragma omp simd
   for (int64_t f = 0; f < n; ++f) {
-    const T d = a[f] - b[f];
-    o[f] += w * (T(d > 0) - T(d < 0));
+    o[f] += w * fsign(a[f] - b[f]);
   }
 }
 
@@ -99,7 +99,7 @@ struct Space {
 // never the difference of two large numbers; the sums are accumulated in double.
 template <typename T>
 void lsp_forward_kernel(const int64_t* rowptr, const int64_t* col, Space<T> S, Space<T> Tt,
-                        int kernel, T param, T* kl, T* stats, T* edge_logits, int64_t rows) {
+                        K kernel, T param, T* kl, T* stats, T* edge_logits, int64_t rows) {
   parallel_rows(rowptr, rows, S.D + Tt.D, [&](int64_t r0, int64_t r1) {
     std::vector<T> buf;
     for (int64_t i = r0; i < r1; ++i) {
@@ -162,9 +162,9 @@ void lsp_forward_kernel(const int64_t* rowptr, const int64_t* col, Space<T> S, S
 // (lsp_math.h: c dk/db = su a + sv b) for the transposed pass.
 template <typename T>
 void lsp_backward_rows(const int64_t* rowptr, const int64_t* col, Space<T> S, Space<T> Tt,
-                       int kernel, T param, const T* stats, const T* edge_logits, const T* gkl,
+                       K kernel, T param, const T* stats, const T* edge_logits, const T* gkl,
                        T* gs, T* gt, T* coef_s, T* coef_t, int64_t rows) {
-  const bool lap = kernel == kLaplacian;
+  const bool lap = kernel == K::kLaplacian;
   parallel_rows(rowptr, rows, S.D + Tt.D, [&](int64_t r0, int64_t r1) {
     for (int64_t i = r0; i < r1; ++i) {
       T* gsi = gs ? gs + i * S.D : nullptr;
@@ -221,9 +221,9 @@ void lsp_backward_rows(const int64_t* rowptr, const int64_t* col, Space<T> S, Sp
 // position t_perm[k]) and adds su * h[i] + sv * h[j] (laplacian: su * sign(h[i] - h[j])).
 template <typename T>
 void lsp_backward_cols(const int64_t* t_rowptr, const int64_t* t_col, const int64_t* t_perm,
-                       Space<T> S, Space<T> Tt, int kernel, T* gs, T* gt, const T* coef_s,
+                       Space<T> S, Space<T> Tt, K kernel, T* gs, T* gt, const T* coef_s,
                        const T* coef_t, int64_t rows) {
-  const bool lap = kernel == kLaplacian;
+  const bool lap = kernel == K::kLaplacian;
   parallel_rows(t_rowptr, rows, S.D + Tt.D, [&](int64_t r0, int64_t r1) {
     for (int64_t j = r0; j < r1; ++j) {
       const int64_t k0 = t_rowptr[j], k1 = t_rowptr[j + 1];
@@ -261,7 +261,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lsp_cpu(const at::Tensor& rowptr,
                                            const c10::optional<at::Tensor>&,
                                            const c10::optional<at::Tensor>&) {
   const char* op = "gkd::lsp";
-  const int kernel = check_lsp(op, rowptr, col, hs_in, ht_in, kernel_name, param);
+  const K kernel = check_lsp(op, rowptr, col, hs_in, ht_in, kernel_name, param);
   const at::Tensor hs = hs_in.contiguous(), ht = ht_in.contiguous();
   const int64_t n = rowptr.size(0) - 1;
   at::Tensor kl = at::empty({n}, hs.options());
@@ -286,7 +286,7 @@ std::tuple<at::Tensor, at::Tensor> lsp_backward_cpu(
     const c10::optional<at::Tensor>& t_col, const c10::optional<at::Tensor>& t_perm, bool need_s,
     bool need_t) {
   const char* op = "gkd::lsp_backward";
-  const int kernel = check_lsp(op, rowptr, col, hs_in, ht_in, kernel_name, param);
+  const K kernel = check_lsp(op, rowptr, col, hs_in, ht_in, kernel_name, param);
   const int64_t n = rowptr.size(0) - 1, E = col.size(0);
   check_lsp_backward_all(op, col, stats_in, logits_in, gkl_in, hs_in, n, t_rowptr, t_col, t_perm,
                          need_s || need_t);

@@ -186,10 +186,10 @@ template <typename T>
 void spmm_backward_transposed(const int64_t* t_rowptr, const int64_t* t_col, const int64_t* t_perm,
                               const int64_t* rowptr, const T* value, const T* x, const T* g,
                               const int64_t* arg, T* gx, T* gv, int64_t src_rows, int64_t D,
-                              int64_t H, int reduce) {
+                              int64_t H, Reduce reduce) {
   const int64_t F = D / H;
   constexpr int W = 64 / sizeof(T) * 4;
-  const bool blocked = H == 1 && reduce != kMax && D % W == 0;
+  const bool blocked = H == 1 && reduce != Reduce::kMax && D % W == 0;
   parallel_rows(t_rowptr, src_rows, D, [&](int64_t r0, int64_t r1) {
     for (int64_t j = r0; j < r1; ++j) {
       T* __restrict gxj = gx ? gx + j * D : nullptr;
@@ -198,7 +198,7 @@ void spmm_backward_transposed(const int64_t* t_rowptr, const int64_t* t_col, con
       if (blocked) {
         for (int64_t f0 = 0; f0 < D; f0 += W)
           src_row_block<T, W>(t_col, t_perm, rowptr, k0, k1, value, xj, g, gxj, gv, D, f0,
-                              reduce == kMean);
+                              reduce == Reduce::kMean);
         continue;
       }
       if (gxj) std::fill(gxj, gxj + D, T(0));
@@ -207,11 +207,11 @@ void spmm_backward_transposed(const int64_t* t_rowptr, const int64_t* t_col, con
         const int64_t i = t_col[k], e = t_perm[k];
         const T* gi = g + i * D;
         T scale = T(1);
-        if (reduce == kMean) scale = T(1) / T(rowptr[i + 1] - rowptr[i]);
+        if (reduce == Reduce::kMean) scale = T(1) / T(rowptr[i + 1] - rowptr[i]);
         for (int64_t h = 0; h < H; ++h) {
           const T v = value ? value[e * H + h] : T(1);
           const int64_t f0 = h * F;
-          if (reduce == kMax) {
+          if (reduce == Reduce::kMax) {
             const int64_t* ai = arg + i * D;
             T s = 0;
             for (int64_t f = f0; f < f0 + F; ++f) {
@@ -239,24 +239,24 @@ std::tuple<at::Tensor, at::Tensor> spmm_cpu(const at::Tensor& rowptr, const at::
                                             const c10::optional<at::Tensor>&) {
   const char* op = "gkd::spmm";
   const int64_t H = check_spmm(op, rowptr, col, value, x_in);
-  const int r = reduce_code(op, reduce);
+  const Reduce r = parse_reduce(op, reduce);
   const at::Tensor x = x_in.contiguous();
   const at::Tensor v = value.has_value() ? value->contiguous() : at::Tensor();
   const int64_t rows = rowptr.size(0) - 1, D = x.size(1), E = col.size(0);
   at::Tensor out = at::empty({rows, D}, x.options());
-  at::Tensor arg = r == kMax ? at::empty({rows, D}, x.options().dtype(at::kLong))
+  at::Tensor arg = r == Reduce::kMax ? at::empty({rows, D}, x.options().dtype(at::kLong))
                              : at::empty({0}, x.options().dtype(at::kLong));
   if (rows == 0 || D == 0) return {out, arg};
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "gkd_spmm_cpu", [&] {
     const scalar_t* vp = v.defined() ? v.data_ptr<scalar_t>() : nullptr;
-    if (r == kMax) {
+    if (r == Reduce::kMax) {
       spmm_max_kernel<scalar_t>(rowptr.data_ptr<int64_t>(), col.data_ptr<int64_t>(), vp,
                                 x.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(),
                                 arg.data_ptr<int64_t>(), rows, D, H, E);
     } else {
       spmm_sum_kernel<scalar_t>(rowptr.data_ptr<int64_t>(), col.data_ptr<int64_t>(), vp,
                                 x.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), rows, D, H,
-                                r == kMean);
+                                r == Reduce::kMean);
     }
   });
   return {out, arg};
@@ -269,7 +269,7 @@ std::tuple<at::Tensor, at::Tensor> spmm_backward_cpu(
     const c10::optional<at::Tensor>& t_col, const c10::optional<at::Tensor>& t_perm, bool need_x,
     bool need_value) {
   const char* op = "gkd::spmm_backward";
-  const int r = reduce_code(op, reduce);
+  const Reduce r = parse_reduce(op, reduce);
   bool transposed = false;
   const int64_t H = check_spmm_backward(op, rowptr, col, value, x_in, grad_in, arg, r, t_rowptr,
                                         t_col, t_perm, need_x, need_value, transposed);
@@ -277,7 +277,7 @@ std::tuple<at::Tensor, at::Tensor> spmm_backward_cpu(
 
   const at::Tensor x = x_in.contiguous(), g = grad_in.contiguous();
   const at::Tensor v = value.has_value() ? value->contiguous() : at::Tensor();
-  const at::Tensor a = r == kMax ? arg.contiguous() : at::Tensor();
+  const at::Tensor a = r == Reduce::kMax ? arg.contiguous() : at::Tensor();
   at::Tensor grad_x = need_x ? at::empty({N_src, D}, x.options()) : at::empty({0}, x.options());
   at::Tensor grad_v = need_value ? at::empty(v.sizes(), x.options()) : at::empty({0}, x.options());
   if (!need_x && !need_value) return {grad_x, grad_v};
@@ -298,7 +298,7 @@ std::tuple<at::Tensor, at::Tensor> spmm_backward_cpu(
     } else {
       sddmm_kernel<scalar_t>(rowptr.data_ptr<int64_t>(), col.data_ptr<int64_t>(),
                              g.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(), ap, gvp, rows, D, H,
-                             r == kMean);
+                             r == Reduce::kMean);
     }
   });
   return {grad_x, grad_v};

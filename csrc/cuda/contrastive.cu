@@ -26,7 +26,7 @@ namespace {
 // lanes of its half warp, which combine their tile entries by shuffles.
 // Online log-sum-exp: per tile, m' = max(m, tile max); s = s·exp(m - m') + Σ exp(x - m'), so
 // every exponent is <= 0 and the result is max + log(sum) without overflow at any temperature.
-template <typename T, int P>
+template <typename T, Precision P>
 __global__ void __launch_bounds__(kThreads)
     lse_rows_kernel(const T* __restrict__ A, const T* __restrict__ B, int64_t n, int64_t D,
                     T* __restrict__ lse) {
@@ -57,9 +57,9 @@ __global__ void __launch_bounds__(kThreads)
       const T mnew = max(m[i], row16_max(mx));
       T sum = T(0);
 #pragma unroll
-      for (int j = 0; j < TM; ++j) sum += dexp(x[j] - mnew);
+      for (int j = 0; j < TM; ++j) sum += fexp(x[j] - mnew);
       sum = row16_sum(sum);
-      s[i] = s[i] * dexp(m[i] - mnew) + sum;
+      s[i] = s[i] * fexp(m[i] - mnew) + sum;
       m[i] = mnew;
     }
     __syncthreads();
@@ -68,19 +68,18 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
     for (int i = 0; i < TM; ++i) {
       const int64_t row = r0 + ty + 16 * i;
-      if (row < n) lse[row] = m[i] + dlog(s[i]);
+      if (row < n) lse[row] = m[i] + flog(s[i]);
     }
   }
 }
 
 // out[i, f] = Σ_j G'_ij B[j, f] with G'_ij = c·(exp(S_ij - lse_row[i]) + exp(S_ij - lse_col[j])),
 // either term absent when its pointer is null; S = A·Bᵀ recomputed per tile.
-// Mapping: block (x, y) owns BM rows and a slab of NCH·BM output features, so its outputs live
-// in registers (TM × NCH·TM per thread) for the whole walk over candidate tiles and are
-// written once; no other block touches them (deterministic, no atomics). Per candidate tile the
-// G' tile replaces S in shared memory, then the slab's B rows are staged chunk by chunk and
-// multiplied in. Wider features take more slabs (grid y), each recomputing S.
-template <typename T, int P>
+// Mapping: block (x, y) owns BM rows and a slab of NCH·BM output features (Slab, tiles.cuh),
+// kept in registers for the whole walk over candidate tiles and written once (deterministic,
+// no atomics). Per candidate tile the G' tile replaces S in shared memory, then the slab's B rows
+// are multiplied in. Wider features take more slabs (grid y), each recomputing S.
+template <typename T, Precision P>
 __global__ void __launch_bounds__(kThreads)
     grad_rows_kernel(const T* __restrict__ A, const T* __restrict__ B,
                      const T* __restrict__ lse_row, const T* __restrict__ lse_col, int64_t n,
@@ -97,12 +96,7 @@ __global__ void __launch_bounds__(kThreads)
     const int64_t row = r0 + ty + 16 * i;
     lr[i] = (lse_row != nullptr && row < n) ? lse_row[row] : T(0);
   }
-  T acc[TM][NCH * TM];
-#pragma unroll
-  for (int i = 0; i < TM; ++i)
-#pragma unroll
-    for (int j = 0; j < NCH * TM; ++j) acc[i][j] = T(0);
-
+  Slab<T> slab;
   for (int64_t c0 = 0; c0 < n; c0 += BM) {
     gram_tile<T, P>(A, B, n, D, r0, c0, S);
 #pragma unroll
@@ -113,56 +107,21 @@ __global__ void __launch_bounds__(kThreads)
         T g = T(0);
         if (row < n && col < n) {
           const T x = S[ty + 16 * i][tx + 16 * j];
-          if (lse_row != nullptr) g += dexp(x - lr[i]);
-          if (lse_col != nullptr) g += dexp(x - lse_col[col]);
+          if (lse_row != nullptr) g += fexp(x - lr[i]);
+          if (lse_col != nullptr) g += fexp(x - lse_col[col]);
           g *= c;
         }
         S[ty + 16 * i][tx + 16 * j] = g;
       }
     }
     __syncthreads();
-#pragma unroll
-    for (int ch = 0; ch < NCH; ++ch) {
-      const int64_t fc = f0 + int64_t(ch) * BM;
-      if (fc < D) {  // uniform over the block
-        for (int idx = threadIdx.x; idx < BM * BM; idx += kThreads) {
-          const int k = idx / BM, f = idx % BM;
-          const int64_t gj = c0 + k, gf = fc + f;
-          V[k][f] = (gj < n && gf < D) ? B[gj * D + gf] : T(0);
-        }
-        __syncthreads();
-#pragma unroll 4
-        for (int k = 0; k < BM; ++k) {
-          T gv[TM], vv[TM];
-#pragma unroll
-          for (int i = 0; i < TM; ++i) gv[i] = S[ty + 16 * i][k];
-#pragma unroll
-          for (int j = 0; j < TM; ++j) vv[j] = V[k][tx + 16 * j];
-#pragma unroll
-          for (int i = 0; i < TM; ++i)
-#pragma unroll
-            for (int j = 0; j < TM; ++j) acc[i][ch * TM + j] = fma(gv[i], vv[j], acc[i][ch * TM + j]);
-        }
-        __syncthreads();
-      }
-    }
+    slab.add(S, V, B, n, D, c0, f0);
   }
-#pragma unroll
-  for (int i = 0; i < TM; ++i) {
-    const int64_t row = r0 + ty + 16 * i;
-    if (row >= n) continue;
-#pragma unroll
-    for (int ch = 0; ch < NCH; ++ch)
-#pragma unroll
-      for (int j = 0; j < TM; ++j) {
-        const int64_t f = f0 + int64_t(ch) * BM + tx + 16 * j;
-        if (f < D) out[row * D + f] = acc[i][ch * TM + j];
-      }
-  }
+  slab.store(out, n, D, r0, f0);
 }
 
 template <typename T>
-void launch_lse(const at::Tensor& a, const at::Tensor& b, at::Tensor& lse, int P) {
+void launch_lse(const at::Tensor& a, const at::Tensor& b, at::Tensor& lse, Precision P) {
   const int64_t n = a.size(0), D = a.size(1);
   constexpr int BM = TileCfg<T>::BM;
   const dim3 grid((n + BM - 1) / BM);
@@ -170,15 +129,23 @@ void launch_lse(const at::Tensor& a, const at::Tensor& b, at::Tensor& lse, int P
   const T* ap = a.data_ptr<T>();
   const T* bp = b.data_ptr<T>();
   T* out = lse.data_ptr<T>();
-  if (P == kTf32) lse_rows_kernel<T, 1><<<grid, kThreads, 0, stream>>>(ap, bp, n, D, out);
-  else if (P == kBf16) lse_rows_kernel<T, 2><<<grid, kThreads, 0, stream>>>(ap, bp, n, D, out);
-  else lse_rows_kernel<T, 0><<<grid, kThreads, 0, stream>>>(ap, bp, n, D, out);
+  switch (P) {
+    case Precision::kIeee:
+      lse_rows_kernel<T, Precision::kIeee><<<grid, kThreads, 0, stream>>>(ap, bp, n, D, out);
+      break;
+    case Precision::kTf32:
+      lse_rows_kernel<T, Precision::kTf32><<<grid, kThreads, 0, stream>>>(ap, bp, n, D, out);
+      break;
+    case Precision::kBf16:
+      lse_rows_kernel<T, Precision::kBf16><<<grid, kThreads, 0, stream>>>(ap, bp, n, D, out);
+      break;
+  }
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
 template <typename T>
 void launch_grad(const at::Tensor& a, const at::Tensor& b, const T* lse_row, const T* lse_col,
-                 double c, at::Tensor& out, int P) {
+                 double c, at::Tensor& out, Precision P) {
   const int64_t n = a.size(0), D = a.size(1);
   constexpr int BM = TileCfg<T>::BM, SLAB = BM * TileCfg<T>::NCH;
   const dim3 grid((n + BM - 1) / BM, std::max<int64_t>(1, (D + SLAB - 1) / SLAB));
@@ -187,23 +154,21 @@ void launch_grad(const at::Tensor& a, const at::Tensor& b, const T* lse_row, con
   const T* bp = b.data_ptr<T>();
   T* op = out.data_ptr<T>();
   const T cc = T(c);
-  if (P == kTf32)
-    grad_rows_kernel<T, 1><<<grid, kThreads, 0, stream>>>(ap, bp, lse_row, lse_col, n, D, cc, op);
-  else if (P == kBf16)
-    grad_rows_kernel<T, 2><<<grid, kThreads, 0, stream>>>(ap, bp, lse_row, lse_col, n, D, cc, op);
-  else
-    grad_rows_kernel<T, 0><<<grid, kThreads, 0, stream>>>(ap, bp, lse_row, lse_col, n, D, cc, op);
+  switch (P) {
+    case Precision::kIeee:
+      grad_rows_kernel<T, Precision::kIeee>
+          <<<grid, kThreads, 0, stream>>>(ap, bp, lse_row, lse_col, n, D, cc, op);
+      break;
+    case Precision::kTf32:
+      grad_rows_kernel<T, Precision::kTf32>
+          <<<grid, kThreads, 0, stream>>>(ap, bp, lse_row, lse_col, n, D, cc, op);
+      break;
+    case Precision::kBf16:
+      grad_rows_kernel<T, Precision::kBf16>
+          <<<grid, kThreads, 0, stream>>>(ap, bp, lse_row, lse_col, n, D, cc, op);
+      break;
+  }
   C10_CUDA_KERNEL_LAUNCH_CHECK();
-}
-
-int check_infonce_cuda(const char* op, const at::Tensor& z_s, const at::Tensor& z_t,
-                       double temperature, c10::string_view precision) {
-  check_embedding_pair(op, z_s, "z_s", z_t, "z_t", true);
-  check_positive(op, "temperature", temperature);
-  const int P = precision_code(op, precision, true);
-  TORCH_CHECK(P == kIeee || z_s.scalar_type() != at::kDouble, op, ": argument 'precision'='",
-              std::string(precision), "' needs float32/float16/bfloat16 inputs, got float64");
-  return P;
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> infonce_cuda(const at::Tensor& z_s,
@@ -211,7 +176,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> infonce_cuda(const at::Tensor& z_
                                                             double temperature, bool symmetric,
                                                             c10::string_view precision) {
   const char* op = "gkd::infonce";
-  const int P = check_infonce_cuda(op, z_s, z_t, temperature, precision);
+  const Precision P = check_infonce(op, z_s, z_t, temperature, precision);
   const c10::cuda::CUDAGuard guard(z_s.device());
   const auto st = stat_dtype(z_s);
   const at::Tensor zs = z_s.to(st).contiguous(), zt = z_t.to(st).contiguous();
@@ -232,12 +197,10 @@ std::tuple<at::Tensor, at::Tensor> infonce_backward_cuda(
     const at::Tensor& lse_t, double temperature, bool symmetric, c10::string_view precision,
     bool need_s, bool need_t) {
   const char* op = "gkd::infonce_backward";
-  const int P = check_infonce_cuda(op, z_s, z_t, temperature, precision);
+  const Precision P =
+      check_infonce_backward(op, grad, z_s, z_t, lse_s, lse_t, temperature, symmetric, precision);
   const int64_t n = z_s.size(0);
   const auto st = stat_dtype(z_s);
-  check_scalar_grad(op, grad, z_s);
-  check_row_stat(op, "lse_s", lse_s, n, z_s, st);
-  if (symmetric) check_row_stat(op, "lse_t", lse_t, n, z_s, st);
   if (!need_s && !need_t) return {at::empty({0}, z_s.options()), at::empty({0}, z_s.options())};
   const c10::cuda::CUDAGuard guard(z_s.device());
   const at::Tensor zs = z_s.to(st).contiguous(), zt = z_t.to(st).contiguous();

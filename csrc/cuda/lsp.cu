@@ -28,47 +28,13 @@
 
 #include "../checks.h"
 #include "../lsp_math.h"
+#include "common.cuh"
 
 namespace gkd {
 namespace cuda {
 namespace {
 
 using namespace gkd::lsp;
-
-constexpr int kThreads = 256;
-constexpr int kWarp = 32;
-constexpr unsigned kFullMask = 0xffffffffu;
-
-enum Form { kSq = 0, kL1 = 1, kDot = 2 };
-
-inline int form_of(int kernel) {
-  return uses_sq(kernel) ? kSq : (kernel == kLaplacian ? kL1 : kDot);
-}
-
-__device__ __forceinline__ float fabs_(float x) { return fabsf(x); }
-__device__ __forceinline__ double fabs_(double x) { return fabs(x); }
-
-template <typename A>
-__device__ __forceinline__ A sign_(A x) { return A(x > A(0)) - A(x < A(0)); }
-
-template <typename T, int VEC>
-struct alignas(sizeof(T) * VEC) Vec {
-  T v[VEC];
-};
-
-template <int VEC, typename T>
-__device__ __forceinline__ Vec<T, VEC> load_vec(const T* p) {
-  return *reinterpret_cast<const Vec<T, VEC>*>(p);
-}
-
-// Sum over an aligned group of G lanes (G a power of two <= 32). Every lane of the warp must
-// call it the same number of times: lanes without work pass zeros instead of leaving early.
-template <int G, typename A>
-__device__ __forceinline__ A group_sum(A v) {
-#pragma unroll
-  for (int off = G / 2; off > 0; off >>= 1) v += __shfl_xor_sync(kFullMask, v, off);
-  return v;
-}
 
 // The destination of edge e: the row i with rowptr[i] <= e < rowptr[i + 1].
 __device__ __forceinline__ int64_t row_of_edge(const int64_t* rowptr, int64_t n, int64_t e) {
@@ -82,22 +48,24 @@ __device__ __forceinline__ int64_t row_of_edge(const int64_t* rowptr, int64_t n,
 
 // The per-edge feature reductions of lsp_math.h over one space, by the G lanes of a group:
 // x = sum (a-b)^2 | sum |a-b| | <a,b>; for the dot form also y = <b,b> and z = <a,a>.
-template <int FORM, int VEC, int G, typename T, typename A>
+// Every lane of the warp takes part in the group sums the same number of times: lanes without
+// work pass zeros instead of leaving early, so the full warp mask is right.
+template <Form FORM, int VEC, int G, typename T, typename A>
 __device__ __forceinline__ void edge_reduce(const T* a, const T* b, int64_t D, int lane,
                                             bool valid, A& x, A& y, A& z) {
   x = y = z = A(0);
   if (valid) {
     const int64_t chunks = D / VEC;
     for (int64_t c = lane; c < chunks; c += G) {
-      const Vec<T, VEC> va = load_vec<VEC>(a + c * VEC);
-      const Vec<T, VEC> vb = load_vec<VEC>(b + c * VEC);
+      const Vec<T, VEC> va = load_vec<T, VEC>(a + c * VEC);
+      const Vec<T, VEC> vb = load_vec<T, VEC>(b + c * VEC);
 #pragma unroll
       for (int k = 0; k < VEC; ++k) {
         const A ak = static_cast<A>(va.v[k]), bk = static_cast<A>(vb.v[k]);
-        if (FORM == kSq) {
+        if (FORM == Form::kSq) {
           const A d = ak - bk;
           x += d * d;
-        } else if (FORM == kL1) {
+        } else if (FORM == Form::kL1) {
           x += fabs_(ak - bk);
         } else {
           x += ak * bk;
@@ -107,20 +75,48 @@ __device__ __forceinline__ void edge_reduce(const T* a, const T* b, int64_t D, i
       }
     }
   }
-  x = group_sum<G>(x);
-  if (FORM == kDot) {
-    y = group_sum<G>(y);
-    z = group_sum<G>(z);
+  x = group_sum(x, kFullMask, G);
+  if (FORM == Form::kDot) {
+    y = group_sum(y, kFullMask, G);
+    z = group_sum(z, kFullMask, G);
   }
 }
 
 template <int VEC, int G, typename T, typename A>
-__device__ __forceinline__ void edge_reduce_any(int form, const T* a, const T* b, int64_t D,
+__device__ __forceinline__ void edge_reduce_any(Form form, const T* a, const T* b, int64_t D,
                                                 int lane, bool valid, A& x, A& y, A& z) {
   // 'form' is the same for every lane, so the branch is uniform and the shuffles inside match.
-  if (form == kSq) edge_reduce<kSq, VEC, G>(a, b, D, lane, valid, x, y, z);
-  else if (form == kL1) edge_reduce<kL1, VEC, G>(a, b, D, lane, valid, x, y, z);
-  else edge_reduce<kDot, VEC, G>(a, b, D, lane, valid, x, y, z);
+  if (form == Form::kSq) edge_reduce<Form::kSq, VEC, G>(a, b, D, lane, valid, x, y, z);
+  else if (form == Form::kL1) edge_reduce<Form::kL1, VEC, G>(a, b, D, lane, valid, x, y, z);
+  else edge_reduce<Form::kDot, VEC, G>(a, b, D, lane, valid, x, y, z);
+}
+
+// What a lane of the edge kernels works on: edge e = tid / G (G lanes per edge; lanes past E
+// are not valid but still join the group sums), its endpoints i (row) and j (column), and the
+// feature reductions of both spaces: (xs, ys, zs) student, (xt, yt, zt) teacher.
+template <typename A>
+struct EdgePair {
+  int64_t e, i, j;
+  int lane;
+  bool valid;
+  A xs, ys, zs, xt, yt, zt;
+};
+
+template <int VEC, int G, typename T, typename A>
+__device__ __forceinline__ EdgePair<A> reduce_edge_pair(const int64_t* rowptr, const int64_t* col,
+                                                        const T* hs, int64_t Ds, const T* ht,
+                                                        int64_t Dt, Form form, int64_t n,
+                                                        int64_t E) {
+  EdgePair<A> p;
+  const int64_t tid = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  p.e = tid / G;
+  p.lane = static_cast<int>(threadIdx.x % G);
+  p.valid = p.e < E;
+  p.i = p.valid ? row_of_edge(rowptr, n, p.e) : 0;
+  p.j = p.valid ? col[p.e] : 0;
+  edge_reduce_any<VEC, G>(form, hs + p.i * Ds, hs + p.j * Ds, Ds, p.lane, p.valid, p.xs, p.ys, p.zs);
+  edge_reduce_any<VEC, G>(form, ht + p.i * Dt, ht + p.j * Dt, Dt, p.lane, p.valid, p.xt, p.yt, p.zt);
+  return p;
 }
 
 // ---------------------------------------------------------------- forward
@@ -130,23 +126,12 @@ template <typename T, typename A, int VEC, int G>
 __global__ void lsp_edge_logits_kernel(const int64_t* __restrict__ rowptr,
                                        const int64_t* __restrict__ col, const T* __restrict__ hs,
                                        int64_t Ds, const T* __restrict__ ht, int64_t Dt,
-                                       int kernel, int form, A param, A* __restrict__ logits,
+                                       K kernel, Form form, A param, A* __restrict__ logits,
                                        int64_t n, int64_t E) {
-  const int64_t tid = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  const int64_t e = tid / G;
-  const int lane = static_cast<int>(threadIdx.x % G);
-  const bool valid = e < E;
-  int64_t i = 0, j = 0;
-  if (valid) {
-    i = row_of_edge(rowptr, n, e);
-    j = col[e];
-  }
-  A xs, ys, zs, xt, yt, zt;
-  edge_reduce_any<VEC, G>(form, hs + i * Ds, hs + j * Ds, Ds, lane, valid, xs, ys, zs);
-  edge_reduce_any<VEC, G>(form, ht + i * Dt, ht + j * Dt, Dt, lane, valid, xt, yt, zt);
-  if (valid && lane == 0) {
-    logits[2 * e] = logit(kernel, param, xs, ys, fsqrt(zs));
-    logits[2 * e + 1] = logit(kernel, param, xt, yt, fsqrt(zt));
+  const EdgePair<A> p = reduce_edge_pair<VEC, G, T, A>(rowptr, col, hs, Ds, ht, Dt, form, n, E);
+  if (p.valid && p.lane == 0) {
+    logits[2 * p.e] = logit(kernel, param, p.xs, p.ys, fsqrt(p.zs));
+    logits[2 * p.e + 1] = logit(kernel, param, p.xt, p.yt, fsqrt(p.zt));
   }
 }
 
@@ -224,36 +209,26 @@ __global__ void lsp_row_kl_kernel(const int64_t* __restrict__ rowptr, const A* _
 template <typename T, typename A, int VEC, int G>
 __global__ void lsp_edge_grad_kernel(const int64_t* __restrict__ rowptr,
                                      const int64_t* __restrict__ col, const T* __restrict__ hs,
-                                     int64_t Ds, const T* __restrict__ ht, int64_t Dt, int kernel,
-                                     int form, A param, const A* __restrict__ stats,
+                                     int64_t Ds, const T* __restrict__ ht, int64_t Dt, K kernel,
+                                     Form form, A param, const A* __restrict__ stats,
                                      const T* __restrict__ gkl, A* __restrict__ coef_s,
                                      A* __restrict__ coef_t, int64_t n, int64_t E) {
-  const int64_t tid = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  const int64_t e = tid / G;
-  const int lane = static_cast<int>(threadIdx.x % G);
-  const bool valid = e < E;
-  int64_t i = 0, j = 0;
-  if (valid) {
-    i = row_of_edge(rowptr, n, e);
-    j = col[e];
-  }
-  A xs, ys, zs, xt, yt, zt;
-  edge_reduce_any<VEC, G>(form, hs + i * Ds, hs + j * Ds, Ds, lane, valid, xs, ys, zs);
-  edge_reduce_any<VEC, G>(form, ht + i * Dt, ht + j * Dt, Dt, lane, valid, xt, yt, zt);
-  if (!valid || lane != 0) return;
-  const A nas = fsqrt(zs), nat = fsqrt(zt);
-  const A s = logit(kernel, param, xs, ys, nas), t = logit(kernel, param, xt, yt, nat);
+  const EdgePair<A> p = reduce_edge_pair<VEC, G, T, A>(rowptr, col, hs, Ds, ht, Dt, form, n, E);
+  if (!p.valid || p.lane != 0) return;
+  const int64_t i = p.i;
+  const A nas = fsqrt(p.zs), nat = fsqrt(p.zt);
+  const A s = logit(kernel, param, p.xs, p.ys, nas), t = logit(kernel, param, p.xt, p.yt, nat);
   const A lps = s - stats[3 * i], lpt = t - stats[3 * i + 1], kli = stats[3 * i + 2];
   const A g = static_cast<A>(gkl[i]);
   const A ps = fexp(lps), pt = fexp(lpt);
   if (coef_s) {
-    const Grad<A> d = grad(kernel, param, g * (ps - pt), s, xs, ys, nas);
-    A* c = coef_s + 4 * e;
+    const Grad<A> d = grad(kernel, param, g * (ps - pt), s, p.xs, p.ys, nas);
+    A* c = coef_s + 4 * p.e;
     c[0] = d.ra; c[1] = d.rb; c[2] = d.su; c[3] = d.sv;
   }
   if (coef_t) {
-    const Grad<A> d = grad(kernel, param, g * pt * (lpt - lps - kli), t, xt, yt, nat);
-    A* c = coef_t + 4 * e;
+    const Grad<A> d = grad(kernel, param, g * pt * (lpt - lps - kli), t, p.xt, p.yt, nat);
+    A* c = coef_t + 4 * p.e;
     c[0] = d.ra; c[1] = d.rb; c[2] = d.su; c[3] = d.sv;
   }
 }
@@ -277,7 +252,7 @@ __global__ void lsp_node_grad_kernel(const int64_t* __restrict__ rowptr,
   if (v >= n || f0 >= D) return;
   A own[VEC], acc[VEC];
   {
-    const Vec<T, VEC> x = load_vec<VEC>(h + v * D + f0);
+    const Vec<T, VEC> x = load_vec<T, VEC>(h + v * D + f0);
 #pragma unroll
     for (int k = 0; k < VEC; ++k) {
       own[k] = static_cast<A>(x.v[k]);
@@ -289,11 +264,11 @@ __global__ void lsp_node_grad_kernel(const int64_t* __restrict__ rowptr,
 #pragma unroll 4
   for (int64_t e = rowptr[v]; e < e1; ++e) {
     const A* c = coef + 4 * e;
-    const Vec<T, VEC> b = load_vec<VEC>(h + col[e] * D + f0);
+    const Vec<T, VEC> b = load_vec<T, VEC>(h + col[e] * D + f0);
     if (lap) {
       const A w = c[0];
 #pragma unroll
-      for (int k = 0; k < VEC; ++k) acc[k] += w * sign_(own[k] - static_cast<A>(b.v[k]));
+      for (int k = 0; k < VEC; ++k) acc[k] += w * fsign(own[k] - static_cast<A>(b.v[k]));
     } else {
       const A w = c[1];
       diag += c[0];
@@ -305,11 +280,11 @@ __global__ void lsp_node_grad_kernel(const int64_t* __restrict__ rowptr,
 #pragma unroll 4
   for (int64_t k = t_rowptr[v]; k < k1; ++k) {
     const A* c = coef + 4 * t_perm[k];
-    const Vec<T, VEC> a = load_vec<VEC>(h + t_col[k] * D + f0);
+    const Vec<T, VEC> a = load_vec<T, VEC>(h + t_col[k] * D + f0);
     const A w = c[2];
     if (lap) {
 #pragma unroll
-      for (int q = 0; q < VEC; ++q) acc[q] += w * sign_(static_cast<A>(a.v[q]) - own[q]);
+      for (int q = 0; q < VEC; ++q) acc[q] += w * fsign(static_cast<A>(a.v[q]) - own[q]);
     } else {
       diag += c[3];
 #pragma unroll
@@ -319,16 +294,14 @@ __global__ void lsp_node_grad_kernel(const int64_t* __restrict__ rowptr,
   Vec<T, VEC> out;
 #pragma unroll
   for (int k = 0; k < VEC; ++k) out.v[k] = static_cast<T>(acc[k] + diag * own[k]);
-  *reinterpret_cast<Vec<T, VEC>*>(grad_out + v * D + f0) = out;
+  store_vec<T, VEC>(grad_out + v * D + f0, out);
 }
 
 // ---------------------------------------------------------------- launch helpers
+// Whether every row of t [N, D] can be read with the widest vector, max_vec<T>() elements.
 template <typename T>
-constexpr int vec_width() { return 16 / static_cast<int>(sizeof(T)) > 0 ? 16 / static_cast<int>(sizeof(T)) : 1; }
-
-template <typename T>
-bool vec_ok(const at::Tensor& t, int vec) {
-  return t.size(1) % vec == 0 && reinterpret_cast<uintptr_t>(t.data_ptr()) % (vec * sizeof(T)) == 0;
+bool full_vec(const at::Tensor& t) {
+  return vec_width(t.size(1), sizeof(T), t.data_ptr()) == max_vec<T>();
 }
 
 inline int64_t blocks_for(int64_t threads, const char* op) {
@@ -342,8 +315,8 @@ inline int64_t blocks_for(int64_t threads, const char* op) {
 // loads when both widths allow them, and 8-lane groups when the widest row has <= 8 chunks.
 template <typename T, typename F>
 void with_edge_config(const at::Tensor& hs, const at::Tensor& ht, const F& f) {
-  constexpr int V = vec_width<T>();
-  const bool vec = vec_ok<T>(hs, V) && vec_ok<T>(ht, V);
+  constexpr int V = max_vec<T>();
+  const bool vec = full_vec<T>(hs) && full_vec<T>(ht);
   const int64_t chunks = std::max(hs.size(1), ht.size(1)) / (vec ? V : 1);
   const bool small = chunks <= 8;
   if (vec) {
@@ -362,11 +335,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lsp_cuda(const at::Tensor& rowptr
                                             const c10::optional<at::Tensor>&,
                                             const c10::optional<at::Tensor>&) {
   const char* op = "gkd::lsp";
-  const int kernel = check_lsp(op, rowptr, col, hs_in, ht_in, kernel_name, param);
+  const K kernel = check_lsp(op, rowptr, col, hs_in, ht_in, kernel_name, param);
   const c10::cuda::CUDAGuard guard(hs_in.device());
   const at::Tensor hs = hs_in.contiguous(), ht = ht_in.contiguous();
   const int64_t n = rowptr.size(0) - 1, E = col.size(0);
-  const auto acc_type = hs.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  const auto acc_type = stat_dtype(hs);
   at::Tensor kl = at::empty({n}, hs.options());
   at::Tensor stats = at::empty({n, 3}, hs.options().dtype(acc_type));
   at::Tensor logits = at::empty({std::max<int64_t>(E, 1), 2}, hs.options().dtype(acc_type));
@@ -402,7 +375,7 @@ void launch_node_grad(const at::Tensor& rowptr, const at::Tensor& col, const at:
                       const char* op) {
   const int64_t n = h.size(0), D = h.size(1);
   if (n == 0 || D == 0) return;
-  constexpr int V = vec_width<T>();
+  constexpr int V = max_vec<T>();
   auto go = [&](auto vec) {
     constexpr int VEC = decltype(vec)::value;
     const int64_t chunks = (D + kWarp * VEC - 1) / (kWarp * VEC);
@@ -413,7 +386,7 @@ void launch_node_grad(const at::Tensor& rowptr, const at::Tensor& col, const at:
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   };
   // grad_out is freshly allocated, so its alignment matches h's when the width allows it.
-  if (vec_ok<T>(h, V) && vec_ok<T>(grad_out, V)) go(std::integral_constant<int, V>());
+  if (full_vec<T>(h) && full_vec<T>(grad_out)) go(std::integral_constant<int, V>());
   else go(std::integral_constant<int, 1>());
 }
 
@@ -425,7 +398,7 @@ std::tuple<at::Tensor, at::Tensor> lsp_backward_cuda(
     const c10::optional<at::Tensor>& t_col, const c10::optional<at::Tensor>& t_perm, bool need_s,
     bool need_t) {
   const char* op = "gkd::lsp_backward";
-  const int kernel = check_lsp(op, rowptr, col, hs_in, ht_in, kernel_name, param);
+  const K kernel = check_lsp(op, rowptr, col, hs_in, ht_in, kernel_name, param);
   const int64_t n = rowptr.size(0) - 1, E = col.size(0);
   check_lsp_backward_all(op, col, stats_in, logits_in, gkl_in, hs_in, n, t_rowptr, t_col, t_perm,
                          need_s || need_t);
@@ -441,7 +414,7 @@ std::tuple<at::Tensor, at::Tensor> lsp_backward_cuda(
   at::Tensor coef_s = need_s ? at::empty({std::max<int64_t>(E, 1), 4}, acc_opts) : at::Tensor();
   at::Tensor coef_t = need_t ? at::empty({std::max<int64_t>(E, 1), 4}, acc_opts) : at::Tensor();
   const auto stream = c10::cuda::getCurrentCUDAStream();
-  const bool lap = kernel == kLaplacian;
+  const bool lap = kernel == K::kLaplacian;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, hs.scalar_type(), "gkd_lsp_backward_cuda", [&] {
     using A = at::opmath_type<scalar_t>;
     if (E > 0) {

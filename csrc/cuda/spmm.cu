@@ -16,15 +16,13 @@ namespace gkd {
 namespace cuda {
 namespace {
 
-constexpr int kThreads = 256;
-
 // Row-wise SpMM. Parallel mapping: a group of G lanes (G <= 32, sized to the feature width)
 // owns one output row and one chunk of G*VEC features (grid.y walks the chunks when D is
 // wider). The group loads G edge indices/values at once (coalesced) and broadcasts them lane to
 // lane by shuffle; each lane then gathers VEC contiguous features of the neighbour row with one
 // vector load, so a warp reads whole rows of x. Accumulation in opmath (fp32 for half/bf16).
 // With H heads (value [E, H]) the VEC features of a lane lie in one head, since VEC divides D/H.
-template <typename scalar_t, int VEC, int REDUCE>
+template <typename scalar_t, int VEC, Reduce REDUCE>
 __global__ void spmm_kernel(const int64_t* __restrict__ rowptr, const int64_t* __restrict__ col,
                             const scalar_t* __restrict__ value, const scalar_t* __restrict__ x,
                             scalar_t* __restrict__ out, int64_t* __restrict__ arg, int64_t rows,
@@ -42,7 +40,7 @@ __global__ void spmm_kernel(const int64_t* __restrict__ rowptr, const int64_t* _
   acc_t acc[VEC];
   int64_t best[VEC];
   for (int k = 0; k < VEC; ++k) {
-    acc[k] = REDUCE == kMax ? -std::numeric_limits<acc_t>::infinity() : acc_t(0);
+    acc[k] = REDUCE == Reduce::kMax ? -std::numeric_limits<acc_t>::infinity() : acc_t(0);
     best[k] = E;
   }
   for (int64_t base = e0; base < e1; base += G) {
@@ -58,7 +56,7 @@ __global__ void spmm_kernel(const int64_t* __restrict__ rowptr, const int64_t* _
       const Vec<scalar_t, VEC> xv = load_vec<scalar_t, VEC>(x + j * D + f0);
       for (int q = 0; q < VEC; ++q) {
         const acc_t m = v * acc_t(xv.v[q]);
-        if (REDUCE == kMax) {
+        if (REDUCE == Reduce::kMax) {
           if (m > acc[q] || best[q] == E) {
             acc[q] = m;
             best[q] = base + k;
@@ -71,14 +69,14 @@ __global__ void spmm_kernel(const int64_t* __restrict__ rowptr, const int64_t* _
   }
   if (row >= rows || !active) return;
   Vec<scalar_t, VEC> o;
-  const acc_t scale = (REDUCE == kMean && e1 > e0) ? acc_t(1) / acc_t(e1 - e0) : acc_t(1);
+  const acc_t scale = (REDUCE == Reduce::kMean && e1 > e0) ? acc_t(1) / acc_t(e1 - e0) : acc_t(1);
   for (int q = 0; q < VEC; ++q) {
     acc_t r = acc[q] * scale;
-    if (REDUCE == kMax && e1 == e0) r = acc_t(0);
+    if (REDUCE == Reduce::kMax && e1 == e0) r = acc_t(0);
     o.v[q] = scalar_t(r);
   }
   store_vec<scalar_t, VEC>(out + row * D + f0, o);
-  if (REDUCE == kMax)
+  if (REDUCE == Reduce::kMax)
     for (int q = 0; q < VEC; ++q) arg[row * D + f0 + q] = best[q];
 }
 
@@ -168,24 +166,24 @@ Launch plan_rows(int64_t rows, int64_t D, int64_t H, const void* p1, const void*
   }
 
 void launch_spmm(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& value,
-                 const at::Tensor& x, at::Tensor& out, at::Tensor& arg, int reduce, int64_t H) {
+                 const at::Tensor& x, at::Tensor& out, at::Tensor& arg, Reduce reduce, int64_t H) {
   const int64_t rows = rowptr.size(0) - 1, D = x.size(1), E = col.size(0);
   if (rows == 0 || D == 0) return;
   auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "gkd_spmm_cuda", [&] {
     const Launch L = plan_rows<scalar_t>(rows, D, H, x.data_ptr(), out.data_ptr());
     const scalar_t* vp = value.defined() ? value.data_ptr<scalar_t>() : nullptr;
-    int64_t* ap = reduce == kMax ? arg.data_ptr<int64_t>() : nullptr;
+    int64_t* ap = reduce == Reduce::kMax ? arg.data_ptr<int64_t>() : nullptr;
     GKD_DISPATCH_VEC(L.vec, [&] {
       auto args = std::make_tuple(rowptr.data_ptr<int64_t>(), col.data_ptr<int64_t>(), vp,
                                   x.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), ap, rows, D, H, E,
                                   L.G);
-      if (reduce == kMax) {
-        std::apply([&](auto... a) { spmm_kernel<scalar_t, VEC, kMax><<<L.grid, kThreads, 0, stream>>>(a...); }, args);
-      } else if (reduce == kMean) {
-        std::apply([&](auto... a) { spmm_kernel<scalar_t, VEC, kMean><<<L.grid, kThreads, 0, stream>>>(a...); }, args);
+      if (reduce == Reduce::kMax) {
+        std::apply([&](auto... a) { spmm_kernel<scalar_t, VEC, Reduce::kMax><<<L.grid, kThreads, 0, stream>>>(a...); }, args);
+      } else if (reduce == Reduce::kMean) {
+        std::apply([&](auto... a) { spmm_kernel<scalar_t, VEC, Reduce::kMean><<<L.grid, kThreads, 0, stream>>>(a...); }, args);
       } else {
-        std::apply([&](auto... a) { spmm_kernel<scalar_t, VEC, kSum><<<L.grid, kThreads, 0, stream>>>(a...); }, args);
+        std::apply([&](auto... a) { spmm_kernel<scalar_t, VEC, Reduce::kSum><<<L.grid, kThreads, 0, stream>>>(a...); }, args);
       }
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
@@ -221,13 +219,13 @@ std::tuple<at::Tensor, at::Tensor> spmm_cuda(const at::Tensor& rowptr, const at:
                                              const c10::optional<at::Tensor>&) {
   const char* op = "gkd::spmm";
   const int64_t H = check_spmm(op, rowptr, col, value, x_in);
-  const int r = reduce_code(op, reduce);
+  const Reduce r = parse_reduce(op, reduce);
   c10::cuda::CUDAGuard guard(x_in.device());
   const at::Tensor x = x_in.contiguous();
   const at::Tensor v = value.has_value() ? value->contiguous() : at::Tensor();
   const int64_t rows = rowptr.size(0) - 1, D = x.size(1);
   at::Tensor out = at::empty({rows, D}, x.options());
-  at::Tensor arg = r == kMax ? at::empty({rows, D}, x.options().dtype(at::kLong))
+  at::Tensor arg = r == Reduce::kMax ? at::empty({rows, D}, x.options().dtype(at::kLong))
                              : at::empty({0}, x.options().dtype(at::kLong));
   launch_spmm(rowptr, col, v, x, out, arg, r, H);
   return {out, arg};
@@ -240,7 +238,7 @@ std::tuple<at::Tensor, at::Tensor> spmm_backward_cuda(
     const c10::optional<at::Tensor>& t_col, const c10::optional<at::Tensor>& t_perm, bool need_x,
     bool need_value) {
   const char* op = "gkd::spmm_backward";
-  const int r = reduce_code(op, reduce);
+  const Reduce r = parse_reduce(op, reduce);
   bool transposed = false;
   const int64_t H = check_spmm_backward(op, rowptr, col, value, x_in, grad_in, arg, r, t_rowptr,
                                         t_col, t_perm, need_x, need_value, transposed);
@@ -248,7 +246,7 @@ std::tuple<at::Tensor, at::Tensor> spmm_backward_cuda(
   c10::cuda::CUDAGuard guard(x_in.device());
   const at::Tensor x = x_in.contiguous(), g = grad_in.contiguous();
   const at::Tensor v = value.has_value() ? value->contiguous() : at::Tensor();
-  const at::Tensor a = r == kMax ? arg.contiguous() : at::Tensor();
+  const at::Tensor a = r == Reduce::kMax ? arg.contiguous() : at::Tensor();
   at::Tensor grad_x = need_x ? at::empty({N_src, D}, x.options()) : at::empty({0}, x.options());
   at::Tensor grad_v = need_value ? at::empty(v.sizes(), x.options()) : at::empty({0}, x.options());
   if (E == 0 || D == 0) {
@@ -258,7 +256,7 @@ std::tuple<at::Tensor, at::Tensor> spmm_backward_cuda(
   }
   auto stream = c10::cuda::getCurrentCUDAStream();
   if (need_x) {
-    if (r == kMax) {
+    if (r == Reduce::kMax) {
       AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "gkd_spmm_max_bwd_cuda", [&] {
         const int64_t total = N_src * D;
         const int64_t blocks = std::max<int64_t>((total + kThreads - 1) / kThreads, 1);
@@ -273,22 +271,22 @@ std::tuple<at::Tensor, at::Tensor> spmm_backward_cuda(
       // edge weights permuted into transposed order (O(E·H) scalars, not O(E·D)).
       at::Tensor w;
       if (v.defined()) w = v.index_select(0, *t_perm);
-      if (r == kMean) {
+      if (r == Reduce::kMean) {
         // 1/deg and its product with the value in opmath (fp32 for half/bf16), rounded to the
         // input dtype once: a half degree >= 65520 is inf (1/deg = 0) and a bf16 degree > 256
         // is already rounded before the division.
-        const auto acc = at::toOpMathType(x.scalar_type());
+        const auto acc = stat_dtype(x);
         const at::Tensor deg = (rowptr.narrow(0, 1, rows) - rowptr.narrow(0, 0, rows)).clamp_min(1);
         at::Tensor inv = deg.index_select(0, *t_col).to(acc).reciprocal();
         if (w.defined()) w = (w.to(acc) * (w.dim() == 2 ? inv.unsqueeze(1) : inv)).to(x.scalar_type());
         else w = inv.to(x.scalar_type());
       }
       at::Tensor none_arg;
-      launch_spmm(*t_rowptr, *t_col, w.defined() ? w.contiguous() : w, g, grad_x, none_arg, kSum,
-                  w.defined() && w.dim() == 2 ? w.size(1) : 1);
+      launch_spmm(*t_rowptr, *t_col, w.defined() ? w.contiguous() : w, g, grad_x, none_arg,
+                  Reduce::kSum, w.defined() && w.dim() == 2 ? w.size(1) : 1);
     }
   }
-  if (need_value) launch_sddmm(rowptr, col, g, x, a, grad_v, H, r == kMean);
+  if (need_value) launch_sddmm(rowptr, col, g, x, a, grad_v, H, r == Reduce::kMean);
   return {grad_x, grad_v};
 }
 

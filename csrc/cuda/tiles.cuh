@@ -15,10 +15,11 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "../vocab.h"
+#include "common.cuh"
+
 namespace gkd {
 namespace cuda {
-
-constexpr int kThreads = 256;
 
 // Tile sizes per element type: float 64×64 tiles with 16-wide k chunks, double 32×32 with 8, so
 // the static shared memory of every kernel stays under 48 KB.
@@ -144,23 +145,84 @@ __device__ __forceinline__ void gram_tile_wmma(const float* __restrict__ A,
   __syncthreads();
 }
 
-// Dispatch on the precision code (0 ieee, 1 tf32, 2 bf16); tensor cores for float only.
-template <typename T, int P>
+// Dispatch on the precision; tensor cores for float only.
+template <typename T, Precision P>
 __device__ __forceinline__ void gram_tile(const T* A, const T* B, int64_t n, int64_t D, int64_t r0,
                                           int64_t c0, T (*S)[TileCfg<T>::BM + 4]) {
-  if constexpr (P == 0 || !std::is_same<T, float>::value) {
+  if constexpr (P == Precision::kIeee || !std::is_same<T, float>::value) {
     gram_tile_simt<T>(A, B, n, D, r0, c0, S);
   } else {
-    gram_tile_wmma<P == 2>(A, B, n, D, r0, c0, S);
+    gram_tile_wmma<P == Precision::kBf16>(A, B, n, D, r0, c0, S);
   }
 }
 
-__device__ __forceinline__ float dexp(float x) { return expf(x); }
-__device__ __forceinline__ double dexp(double x) { return ::exp(x); }
-__device__ __forceinline__ float dlog(float x) { return logf(x); }
-__device__ __forceinline__ double dlog(double x) { return ::log(x); }
-__device__ __forceinline__ float dsqrt(float x) { return sqrtf(x); }
-__device__ __forceinline__ double dsqrt(double x) { return ::sqrt(x); }
+// One block's slab of a gradient M = W·X over the candidate tiles: rows [r0, r0 + BM) and
+// features [f0, f0 + NCH·BM) of M, where W [n, n] is formed tile by tile (never stored) and
+// X is [n, D]. Thread (ty, tx) holds M's entries (ty + 16i, f0 + ch·BM + tx + 16j) in registers
+// for the whole walk and writes them once, so no other block touches them (no atomics).
+template <typename T>
+struct Slab {
+  static constexpr int BM = TileCfg<T>::BM, TM = BM / 16, NCH = TileCfg<T>::NCH;
+  T acc[TM][NCH * TM];
+
+  __device__ __forceinline__ Slab() {
+#pragma unroll
+    for (int i = 0; i < TM; ++i)
+#pragma unroll
+      for (int j = 0; j < NCH * TM; ++j) acc[i][j] = T(0);
+  }
+
+  // acc += W_tile · X[c0 : c0 + BM, slab], with the W tile of candidate columns c0.. in shared
+  // memory; X's rows are staged chunk by chunk (BM features) through the shared buffer V.
+  // Called by the whole block; W must be complete (synchronised) on entry.
+  __device__ __forceinline__ void add(T (*W)[BM + 4], T (*V)[BM + 4], const T* __restrict__ X,
+                                      int64_t n, int64_t D, int64_t c0, int64_t f0) {
+    const int ty = threadIdx.x / 16, tx = threadIdx.x % 16;
+#pragma unroll
+    for (int ch = 0; ch < NCH; ++ch) {
+      const int64_t fc = f0 + int64_t(ch) * BM;
+      if (fc < D) {  // uniform over the block
+        for (int idx = threadIdx.x; idx < BM * BM; idx += kThreads) {
+          const int k = idx / BM, f = idx % BM;
+          const int64_t gj = c0 + k, gf = fc + f;
+          V[k][f] = (gj < n && gf < D) ? X[gj * D + gf] : T(0);
+        }
+        __syncthreads();
+#pragma unroll 4
+        for (int k = 0; k < BM; ++k) {
+          T gv[TM], vv[TM];
+#pragma unroll
+          for (int i = 0; i < TM; ++i) gv[i] = W[ty + 16 * i][k];
+#pragma unroll
+          for (int j = 0; j < TM; ++j) vv[j] = V[k][tx + 16 * j];
+#pragma unroll
+          for (int i = 0; i < TM; ++i)
+#pragma unroll
+            for (int j = 0; j < TM; ++j) acc[i][ch * TM + j] = fma(gv[i], vv[j], acc[i][ch * TM + j]);
+        }
+        __syncthreads();
+      }
+    }
+  }
+
+  // out[row, f] = M[row, f] for the rows < n and features < D of the slab (out [n, D]).
+  __device__ __forceinline__ void store(T* __restrict__ out, int64_t n, int64_t D, int64_t r0,
+                                        int64_t f0) const {
+    const int ty = threadIdx.x / 16, tx = threadIdx.x % 16;
+#pragma unroll
+    for (int i = 0; i < TM; ++i) {
+      const int64_t row = r0 + ty + 16 * i;
+      if (row >= n) continue;
+#pragma unroll
+      for (int ch = 0; ch < NCH; ++ch)
+#pragma unroll
+        for (int j = 0; j < TM; ++j) {
+          const int64_t f = f0 + int64_t(ch) * BM + tx + 16 * j;
+          if (f < D) out[row * D + f] = acc[i][ch * TM + j];
+        }
+    }
+  }
+};
 
 // Sum / max over the 16 lanes sharing a ty (a half warp: lanes tx = 0..15).
 template <typename T>

@@ -40,7 +40,7 @@ def build_parser(method_name: str = "supervised") -> argparse.ArgumentParser:
     g.add_argument("--method", choices=names, default="supervised", help="the method")
     g.add_argument("--runs", type=_positive_int, default=1,
                    help="seeds 0..runs-1; mean ± std reported (1)")
-    g.add_argument("--impl", choices=("fused", "reference"), default="fused",
+    g.add_argument("--impl", choices=functional.IMPLS, default="fused",
                    help="fused gkd_ext ops, or the unfused pure-PyTorch references (fused)")
     g.add_argument("--tune", action="store_true",
                    help="per run, pick lr x weight decay on validation from "

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
+from ...kernels import KERNELS
 from ...losses import LSPLoss
 from ..config import ModelSpec, option
 from ..method import ROUND_ROBIN, Method, Role, Slot, register_method
@@ -36,9 +37,10 @@ class AlignaheadConfig:
     a: float = option(1.0, help="weight of the LSP term; 0 trains the students independently",
                       min=0.0)
     sigma: Optional[float] = option(
-        None, help="laplacian kernel width exp(-|a-b|_1/sigma) (default: the kernel's). The "
-        "paper's 100 suits its feature scale (PPI); on row-normalised bag-of-words features "
-        "neighbour distances are ~1 and the term nearly vanishes", above=0.0)
+        None, help="laplacian kernel width exp(-|a-b|_1/sigma), default "
+        f"{KERNELS['laplacian'].default} (the paper's, which suits its feature scale, PPI; on "
+        "row-normalised bag-of-words features neighbour distances are ~1 and the term nearly "
+        "vanishes)", above=0.0)
     same_init: bool = option(False, help="start every student from the first one's weights, as "
                              "the seed code did")
 

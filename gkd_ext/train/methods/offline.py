@@ -8,13 +8,10 @@ from typing import ClassVar, Optional, Tuple
 
 from torch import nn
 
-from ...functional import LSP_KERNELS, LSP_REDUCTIONS
+from ...kernels import GSP_KERNELS, KERNELS, LSP_KERNELS, LSP_REDUCTIONS
 from ...losses import ATLoss, DistillLoss, FitNetLoss, GCRDLoss, GSPLoss, LogitKDLoss, LSPLoss
 from ..config import ModelSpec, option
 from ..method import Method, Role, register_method
-
-GSP_KERNELS = ("cosine", "poly", "l2", "rbf")
-
 
 def parse_pairs(text: str) -> Tuple[Tuple[int, int], ...]:
     """``"-1:-1,0:1"`` -> ``((-1, -1), (0, 1))``: (student layer, teacher layer) pairs."""
@@ -50,16 +47,18 @@ class LSPConfig(AuxConfig):
     kernel: str = option("rbf", help="kernel of the neighbour similarities", choices=LSP_KERNELS)
     reduction: str = option("node_mean", help="how the per-node KL terms are reduced",
                             choices=LSP_REDUCTIONS)
-    gamma: Optional[float] = option(None, help="rbf kernel: exp(-gamma |a-b|^2)", above=0.0)
-    sigma: Optional[float] = option(None, help="laplacian kernel: exp(-|a-b|_1 / sigma)",
-                                    above=0.0)
+    gamma: Optional[float] = option(None, help="rbf kernel: exp(-gamma |a-b|^2); default "
+                                    f"{KERNELS['rbf'].default}", above=0.0)
+    sigma: Optional[float] = option(None, help="laplacian kernel: exp(-|a-b|_1 / sigma); "
+                                    f"default {KERNELS['laplacian'].default}", above=0.0)
 
 
 @dataclass
 class GSPConfig(AuxConfig):
     kernel: str = option("cosine", help="kernel of the node-pair similarities",
                          choices=GSP_KERNELS)
-    gamma: Optional[float] = option(None, help="rbf kernel: exp(-gamma |a-b|^2)", above=0.0)
+    gamma: Optional[float] = option(None, help="rbf kernel: exp(-gamma |a-b|^2); default "
+                                    f"{KERNELS['rbf'].default}", above=0.0)
     max_samples: Optional[int] = option(None, help="random nodes per step, as the paper "
                                         "subsampled (default: all nodes)", min=1)
 
@@ -79,7 +78,7 @@ def kernel_params(cfg, kernel: str) -> dict:
     take it is a ValueError. Unset ones keep the kernel's own default."""
     params = {k: getattr(cfg, k) for k in ("gamma", "sigma")
               if getattr(cfg, k, None) is not None}
-    takes = {"rbf": "gamma", "laplacian": "sigma"}.get(kernel)
+    takes = KERNELS[kernel].param
     wrong = sorted(set(params) - {takes})
     if wrong:
         raise ValueError(f"--{wrong[0]} does not apply to the {kernel} kernel"
