@@ -7,6 +7,7 @@
 #include <ATen/OpMathType.h>
 
 #include <cmath>
+#include <cstdint>
 #include <string>
 
 #include "vocab.h"
@@ -50,6 +51,106 @@ inline void check_csr(const char* op, const at::Tensor& rowptr, const at::Tensor
               col.device(), " but '", rowptr_name, "' is on ", rowptr.device());
 }
 
+// ---------------------------------------------------------------- CSR index values
+// The checks above read shapes only. Before a kernel walks a CSR, the values of its index tensors
+// are checked too (cpu/csr_values.h on the host, cuda/csr_values.cu on the device), so a
+// malformed graph is a RuntimeError naming the argument, never an out-of-bounds read or write:
+//   rowptr     starts at 0, never decreases, ends at E = len(col);
+//   col        every entry in [0, N_src);
+//   transpose  t_rowptr as rowptr over the sources; t_col in [0, N_dst); t_perm in [0, E), a
+//              permutation, and transposed edge k (in source row j, target t_col[k]) maps to a
+//              graph edge e = t_perm[k] with the same endpoints: col[e] = j and
+//              rowptr[t_col[k]] <= e < rowptr[t_col[k] + 1].
+// A fault is found as (kind, position) packed into one integer, kind in the high byte, so the
+// smallest packed value is the fault to report: the first kind in the order below, at its first
+// position. Host and device report the same fault for the same input.
+enum class CsrFault : int64_t {
+  kRowptrStart = 1,  // rowptr[0] != 0
+  kRowptrOrder,      // rowptr[pos] > rowptr[pos + 1]
+  kRowptrEnd,        // rowptr[N] != E
+  kColRange,         // col[pos] outside [0, N_src)
+  kTRowptrStart,     // the same three for t_rowptr
+  kTRowptrOrder,
+  kTRowptrEnd,
+  kTColRange,        // t_col[pos] outside [0, N_dst)
+  kTPermRange,       // t_perm[pos] outside [0, E)
+  kTPermSource,      // col[t_perm[pos]] is not the source row pos lies in
+  kTPermTarget,      // t_perm[pos] is not an edge into t_col[pos]
+  kTPermRepeat,      // t_perm[pos] occurs at another position too
+};
+
+constexpr int64_t kNoFault = INT64_MAX;
+constexpr int kFaultShift = 56;  // positions < 2^56
+
+inline constexpr int64_t fault_key(CsrFault kind, int64_t pos) {
+  return (static_cast<int64_t>(kind) << kFaultShift) | pos;
+}
+
+// The arguments a CSR check names: the forward CSR, and the transpose where one is checked.
+struct CsrArgs {
+  at::Tensor rowptr, col;
+  int64_t num_src;
+  const char* src_what;  // what N_src counts, for the message ("the rows of 'x'")
+  c10::optional<at::Tensor> t_rowptr, t_col, t_perm;
+};
+
+inline int64_t value_at(const at::Tensor& t, int64_t pos) {
+  return t.narrow(0, pos, 1).item<int64_t>();  // error path only (a device sync on CUDA)
+}
+
+// Throws the RuntimeError for a fault key (one that is not kNoFault), reading the few values it
+// quotes from the tensors (on any device).
+[[noreturn]] inline void report_csr_fault(const char* op, const CsrArgs& a, int64_t key) {
+  const auto kind = static_cast<CsrFault>(key >> kFaultShift);
+  const int64_t pos = key & ((int64_t(1) << kFaultShift) - 1);
+  const int64_t E = a.col.size(0), n_dst = a.rowptr.size(0) - 1;
+  const bool t = kind >= CsrFault::kTRowptrStart;
+  const at::Tensor& rp = t ? *a.t_rowptr : a.rowptr;
+  const char* rp_name = t ? "t_rowptr" : "rowptr";
+  switch (kind) {
+    case CsrFault::kRowptrStart:
+    case CsrFault::kTRowptrStart:
+      TORCH_CHECK(false, op, ": argument '", rp_name, "' must start at 0, got ", rp_name,
+                  "[0] = ", value_at(rp, 0));
+    case CsrFault::kRowptrOrder:
+    case CsrFault::kTRowptrOrder:
+      TORCH_CHECK(false, op, ": argument '", rp_name, "' must be non-decreasing, got ", rp_name, "[",
+                  pos, "] = ", value_at(rp, pos), " > ", rp_name, "[", pos + 1, "] = ",
+                  value_at(rp, pos + 1));
+    case CsrFault::kRowptrEnd:
+    case CsrFault::kTRowptrEnd:
+      TORCH_CHECK(false, op, ": argument '", rp_name, "' must end at E = ", E, " (the length of 'col'), got ",
+                  rp_name, "[", pos, "] = ", value_at(rp, pos));
+    case CsrFault::kColRange:
+      TORCH_CHECK(false, op, ": 'col' holds ", value_at(a.col, pos), " at position ", pos,
+                  ", outside [0, ", a.num_src, ") (", a.src_what, ")");
+    case CsrFault::kTColRange:
+      TORCH_CHECK(false, op, ": 't_col' holds ", value_at(*a.t_col, pos), " at position ", pos,
+                  ", outside [0, ", n_dst, ") (N_dst, the length of 'rowptr' minus 1)");
+    case CsrFault::kTPermRange:
+      TORCH_CHECK(false, op, ": 't_perm' holds ", value_at(*a.t_perm, pos), " at position ", pos,
+                  ", outside [0, ", E, ") (E, the length of 'col')");
+    case CsrFault::kTPermSource: {
+      const int64_t j = at::searchsorted(*a.t_rowptr, pos, false, true).item<int64_t>() - 1;
+      const int64_t e = value_at(*a.t_perm, pos);
+      TORCH_CHECK(false, op, ": the transpose does not belong to this graph: transposed edge ", pos,
+                  " lies in row ", j, " of 't_rowptr' (source ", j, ") but 't_perm' maps it to edge ",
+                  e, ", whose source is col[", e, "] = ", value_at(a.col, e));
+    }
+    case CsrFault::kTPermTarget: {
+      const int64_t i = value_at(*a.t_col, pos), e = value_at(*a.t_perm, pos);
+      TORCH_CHECK(false, op, ": the transpose does not belong to this graph: transposed edge ", pos,
+                  " has target t_col[", pos, "] = ", i, " but 't_perm' maps it to edge ", e,
+                  ", which is not among the incoming edges [", value_at(a.rowptr, i), ", ",
+                  value_at(a.rowptr, i + 1), ") of node ", i);
+    }
+    case CsrFault::kTPermRepeat:
+      TORCH_CHECK(false, op, ": 't_perm' must be a permutation of [0, E), but it holds ",
+                  value_at(*a.t_perm, pos), " at position ", pos, " and at another position too");
+  }
+  TORCH_CHECK(false, op, ": malformed CSR (fault key ", key, ")");
+}
+
 // The transposed CSR (by source) that backward passes traverse, with the permutation that maps
 // each transposed position to the edge's position in the forward CSR.
 inline void check_transpose(const char* op, const at::Tensor& col, int64_t num_src,
@@ -65,6 +166,23 @@ inline void check_transpose(const char* op, const at::Tensor& col, int64_t num_s
               ": argument 't_perm' must be a contiguous int64 tensor");
   TORCH_CHECK(t_rowptr.device() == col.device() && t_perm.device() == col.device(), op,
               ": the transpose tensors must be on ", col.device());
+}
+
+// Everything gkd::check_csr reads: a CSR over num_src sources and, when all three are given,
+// its transpose (some but not all of them is an error).
+inline CsrArgs check_csr_op(const char* op, const at::Tensor& rowptr, const at::Tensor& col,
+                            int64_t num_src, const c10::optional<at::Tensor>& t_rowptr,
+                            const c10::optional<at::Tensor>& t_col,
+                            const c10::optional<at::Tensor>& t_perm) {
+  check_csr(op, rowptr, col);
+  TORCH_CHECK(num_src >= 0, op, ": argument 'num_src' must be >= 0, got ", num_src);
+  const int given = int(t_rowptr.has_value()) + int(t_col.has_value()) + int(t_perm.has_value());
+  TORCH_CHECK(given == 0 || given == 3, op,
+              ": give all three of 't_rowptr', 't_col' and 't_perm', or none");
+  const char* what = "N_src, the argument 'num_src'";
+  if (given == 0) return {rowptr, col, num_src, what};
+  check_transpose(op, col, num_src, *t_rowptr, *t_col, *t_perm);
+  return {rowptr, col, num_src, what, t_rowptr, t_col, t_perm};
 }
 
 // A dense node-feature matrix [rows, D] on the device of the graph, in a supported dtype.
@@ -322,6 +440,21 @@ inline void check_sddmm(const char* op, const at::Tensor& rowptr, const at::Tens
               shape_str(a), " and ", shape_str(b));
   TORCH_CHECK(heads >= 1 && a.size(1) % heads == 0, op,
               ": argument 'heads' must be >= 1 and divide D = ", a.size(1), ", got ", heads);
+}
+
+// check_sddmm, then the shapes of the transpose when all three tensors are given (sddmm's
+// gradient for 'b' walks it); returns what the value checks read.
+inline CsrArgs sddmm_csr_args(const char* op, const at::Tensor& rowptr, const at::Tensor& col,
+                              const at::Tensor& a, const at::Tensor& b, int64_t heads,
+                              const c10::optional<at::Tensor>& t_rowptr,
+                              const c10::optional<at::Tensor>& t_col,
+                              const c10::optional<at::Tensor>& t_perm) {
+  check_sddmm(op, rowptr, col, a, b, heads);
+  const char* what = "N_src, the rows of 'b'";
+  if (!(t_rowptr.has_value() && t_col.has_value() && t_perm.has_value()))
+    return {rowptr, col, b.size(0), what};
+  check_transpose(op, col, b.size(0), *t_rowptr, *t_col, *t_perm);
+  return {rowptr, col, b.size(0), what, t_rowptr, t_col, t_perm};
 }
 
 }  // namespace gkd

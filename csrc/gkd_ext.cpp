@@ -4,10 +4,20 @@
 #include <torch/library.h>
 
 TORCH_LIBRARY(gkd, m) {
+  // Every op that walks a CSR checks its index values first (checks.h: CsrFault) and raises a
+  // RuntimeError naming the argument, the position and the value: rowptr starts at 0, never
+  // decreases and ends at E = len(col); col lies in [0, N_src); a transpose (t_rowptr [N_src + 1],
+  // t_col [E] targets, t_perm [E]) has the same E, t_col in [0, N_dst), and t_perm is a
+  // permutation mapping transposed edge k (source j) to a graph edge e with col[e] = j and target
+  // t_col[k]. Checking costs one O(N + E) pass, cheapest when t_perm increases along each row of
+  // the transpose (the order Graph.transpose builds); any other order costs a second pass.
+  // The same checks alone, as the kernels run them (nothing is returned): num_src is N_src.
+  m.def("check_csr(Tensor rowptr, Tensor col, int num_src, Tensor? t_rowptr=None, "
+        "Tensor? t_col=None, Tensor? t_perm=None) -> ()");
   // out[i] = reduce_{e=(j->i)} value[e] * x[j]. Returns (out [N_dst, D], arg): arg holds, for
   // reduce='max', the CSR position of the winning edge per output element (E where a row is
-  // empty) and is empty otherwise. t_* is the transposed CSR the backward needs for x; the
-  // forward does not read it.
+  // empty) and is empty otherwise; a NaN wins (as in torch.amax). t_* is the transposed CSR the
+  // backward needs for x; the forward does not read it.
   m.def("spmm(Tensor rowptr, Tensor col, Tensor? value, Tensor x, str reduce, "
         "Tensor? t_rowptr=None, Tensor? t_col=None, Tensor? t_perm=None) -> (Tensor, Tensor)");
   // Gradients of spmm for x (needs t_*) and for value; a gradient not asked for is returned
@@ -16,7 +26,8 @@ TORCH_LIBRARY(gkd, m) {
         "Tensor arg, str reduce, Tensor? t_rowptr, Tensor? t_col, Tensor? t_perm, "
         "bool need_x, bool need_value) -> (Tensor, Tensor)");
   // out[e, h] = <a[i, h, :], b[j, h, :]> for every edge e=(j->i) and head h: a [N_dst, D],
-  // b [N_src, D], D divisible by heads. Output [E, heads].
+  // b [N_src, D], D divisible by heads. Output [E, heads]. t_* (checked when given) is the
+  // transpose the gradient for b walks.
   m.def("sddmm(Tensor rowptr, Tensor col, Tensor a, Tensor b, int heads=1, "
         "Tensor? t_rowptr=None, Tensor? t_col=None, Tensor? t_perm=None) -> Tensor");
   // Tiled InfoNCE over S = z_s z_t^T / temperature (G-CRD): loss = mean_i [lse_j S_ij - S_ii],
@@ -32,7 +43,8 @@ TORCH_LIBRARY(gkd, m) {
         "-> (Tensor, Tensor)");
   // Tiled GSP: mean_{a,b} (K_s[a,b] - K_t[a,b])^2, kernel in cosine | poly | l2 | rbf
   // (rbf: exp(-gamma ||a-b||^2)); h_s [n, D_s], h_t [n, D_t]. Returns (loss [], sq_s [n],
-  // sq_t [n]): the squared row norms, which the backward reuses.
+  // sq_t [n]): the squared norms of the rows the tiles use (for l2/rbf the rows minus their
+  // column mean: distances are shift invariant), which the backward reuses.
   // gamma > 0 is read for rbf only (its default lives in gkd_ext/kernels.py).
   m.def("gsp(Tensor h_s, Tensor h_t, str kernel, float gamma) -> (Tensor, Tensor, Tensor)");
   m.def("gsp_backward(Tensor grad, Tensor h_s, Tensor h_t, Tensor sq_s, Tensor sq_t, str kernel, "

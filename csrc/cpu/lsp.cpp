@@ -18,6 +18,7 @@
 
 #include "../checks.h"
 #include "../lsp_math.h"
+#include "csr_values.h"
 #include "parallel.h"
 
 namespace gkd {
@@ -262,8 +263,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lsp_cpu(const at::Tensor& rowptr,
                                            const c10::optional<at::Tensor>&) {
   const char* op = "gkd::lsp";
   const K kernel = check_lsp(op, rowptr, col, hs_in, ht_in, kernel_name, param);
-  const at::Tensor hs = hs_in.contiguous(), ht = ht_in.contiguous();
   const int64_t n = rowptr.size(0) - 1;
+  check_csr_values(op, {rowptr, col, n, "N, the rows of 'h_s'"});
+  const at::Tensor hs = hs_in.contiguous(), ht = ht_in.contiguous();
   at::Tensor kl = at::empty({n}, hs.options());
   at::Tensor stats = at::empty({n, 3}, hs.options());
   at::Tensor edge_logits = at::empty({col.size(0), 2}, hs.options());
@@ -290,6 +292,9 @@ std::tuple<at::Tensor, at::Tensor> lsp_backward_cpu(
   const int64_t n = rowptr.size(0) - 1, E = col.size(0);
   check_lsp_backward_all(op, col, stats_in, logits_in, gkl_in, hs_in, n, t_rowptr, t_col, t_perm,
                          need_s || need_t);
+  const char* what = "N, the rows of 'h_s'";
+  check_csr_values(op, need_s || need_t ? CsrArgs{rowptr, col, n, what, t_rowptr, t_col, t_perm}
+                                        : CsrArgs{rowptr, col, n, what});
 
   const at::Tensor hs = hs_in.contiguous(), ht = ht_in.contiguous();
   const at::Tensor stats = stats_in.contiguous(), gkl = gkl_in.contiguous();

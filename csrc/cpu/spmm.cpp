@@ -12,6 +12,7 @@
 #include <limits>
 
 #include "../checks.h"
+#include "csr_values.h"
 #include "parallel.h"
 
 namespace gkd {
@@ -85,7 +86,8 @@ void spmm_sum_kernel(const int64_t* rowptr, const int64_t* col, const T* value, 
 }
 
 // Forward, max: per output element the largest value[e]*x[j], and the edge that gave it.
-// Empty rows give 0 and the sentinel E.
+// Empty rows give 0 and the sentinel E. A NaN wins and stays (the first NaN edge), as torch's
+// amax propagates NaN whatever the order of the edges.
 template <typename T>
 void spmm_max_kernel(const int64_t* rowptr, const int64_t* col, const T* value, const T* x,
                      T* out, int64_t* arg, int64_t rows, int64_t D, int64_t H, int64_t E) {
@@ -106,7 +108,7 @@ void spmm_max_kernel(const int64_t* rowptr, const int64_t* col, const T* value, 
         const T* xj = x + col[e] * D;
         for (int64_t f = 0; f < D; ++f) {
           const T v = (value ? value[e * H + f / F] : T(1)) * xj[f];
-          if (v > o[f] || e == e0) {
+          if (v > o[f] || (v != v && o[f] == o[f]) || e == e0) {
             o[f] = v;
             a[f] = e;
           }
@@ -240,6 +242,7 @@ std::tuple<at::Tensor, at::Tensor> spmm_cpu(const at::Tensor& rowptr, const at::
   const char* op = "gkd::spmm";
   const int64_t H = check_spmm(op, rowptr, col, value, x_in);
   const Reduce r = parse_reduce(op, reduce);
+  check_csr_values(op, {rowptr, col, x_in.size(0), "N_src, the rows of 'x'"});
   const at::Tensor x = x_in.contiguous();
   const at::Tensor v = value.has_value() ? value->contiguous() : at::Tensor();
   const int64_t rows = rowptr.size(0) - 1, D = x.size(1), E = col.size(0);
@@ -274,6 +277,10 @@ std::tuple<at::Tensor, at::Tensor> spmm_backward_cpu(
   const int64_t H = check_spmm_backward(op, rowptr, col, value, x_in, grad_in, arg, r, t_rowptr,
                                         t_col, t_perm, need_x, need_value, transposed);
   const int64_t rows = rowptr.size(0) - 1, D = x_in.size(1), E = col.size(0), N_src = x_in.size(0);
+  // The transpose is walked (and checked) only for the x gradient.
+  check_csr_values(op, need_x ? CsrArgs{rowptr, col, N_src, "N_src, the rows of 'x'", t_rowptr,
+                                        t_col, t_perm}
+                              : CsrArgs{rowptr, col, N_src, "N_src, the rows of 'x'"});
 
   const at::Tensor x = x_in.contiguous(), g = grad_in.contiguous();
   const at::Tensor v = value.has_value() ? value->contiguous() : at::Tensor();
@@ -305,10 +312,11 @@ std::tuple<at::Tensor, at::Tensor> spmm_backward_cpu(
 }
 
 at::Tensor sddmm_cpu(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& a_in,
-                     const at::Tensor& b_in, int64_t heads, const c10::optional<at::Tensor>&,
-                     const c10::optional<at::Tensor>&, const c10::optional<at::Tensor>&) {
+                     const at::Tensor& b_in, int64_t heads, const c10::optional<at::Tensor>& t_rowptr,
+                     const c10::optional<at::Tensor>& t_col, const c10::optional<at::Tensor>& t_perm) {
   const char* op = "gkd::sddmm";
-  check_sddmm(op, rowptr, col, a_in, b_in, heads);
+  // The forward does not walk the transpose, but its gradient for 'b' will: checked here.
+  check_csr_values(op, sddmm_csr_args(op, rowptr, col, a_in, b_in, heads, t_rowptr, t_col, t_perm));
   const at::Tensor a = a_in.contiguous(), b = b_in.contiguous();
   const int64_t rows = rowptr.size(0) - 1, D = a.size(1), E = col.size(0);
   at::Tensor out = at::empty({E, heads}, a.options());

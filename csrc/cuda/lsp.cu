@@ -29,6 +29,7 @@
 #include "../checks.h"
 #include "../lsp_math.h"
 #include "common.cuh"
+#include "csr_values.cuh"
 
 namespace gkd {
 namespace cuda {
@@ -337,8 +338,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lsp_cuda(const at::Tensor& rowptr
   const char* op = "gkd::lsp";
   const K kernel = check_lsp(op, rowptr, col, hs_in, ht_in, kernel_name, param);
   const c10::cuda::CUDAGuard guard(hs_in.device());
-  const at::Tensor hs = hs_in.contiguous(), ht = ht_in.contiguous();
   const int64_t n = rowptr.size(0) - 1, E = col.size(0);
+  check_csr_values_cuda(op, {rowptr, col, n, "N, the rows of 'h_s'"});
+  const at::Tensor hs = hs_in.contiguous(), ht = ht_in.contiguous();
   const auto acc_type = stat_dtype(hs);
   at::Tensor kl = at::empty({n}, hs.options());
   at::Tensor stats = at::empty({n, 3}, hs.options().dtype(acc_type));
@@ -403,6 +405,9 @@ std::tuple<at::Tensor, at::Tensor> lsp_backward_cuda(
   check_lsp_backward_all(op, col, stats_in, logits_in, gkl_in, hs_in, n, t_rowptr, t_col, t_perm,
                          need_s || need_t);
   const c10::cuda::CUDAGuard guard(hs_in.device());
+  const char* what = "N, the rows of 'h_s'";
+  check_csr_values_cuda(op, need_s || need_t ? CsrArgs{rowptr, col, n, what, t_rowptr, t_col, t_perm}
+                                             : CsrArgs{rowptr, col, n, what});
 
   const at::Tensor hs = hs_in.contiguous(), ht = ht_in.contiguous();
   const at::Tensor stats = stats_in.contiguous(), gkl = gkl_in.contiguous();

@@ -11,6 +11,7 @@
 
 #include "../checks.h"
 #include "common.cuh"
+#include "csr_values.cuh"
 
 namespace gkd {
 namespace cuda {
@@ -57,7 +58,8 @@ __global__ void spmm_kernel(const int64_t* __restrict__ rowptr, const int64_t* _
       for (int q = 0; q < VEC; ++q) {
         const acc_t m = v * acc_t(xv.v[q]);
         if (REDUCE == Reduce::kMax) {
-          if (m > acc[q] || best[q] == E) {
+          // A NaN wins and stays (the first NaN edge), as torch's amax propagates NaN.
+          if (m > acc[q] || (m != m && acc[q] == acc[q]) || best[q] == E) {
             acc[q] = m;
             best[q] = base + k;
           }
@@ -221,6 +223,7 @@ std::tuple<at::Tensor, at::Tensor> spmm_cuda(const at::Tensor& rowptr, const at:
   const int64_t H = check_spmm(op, rowptr, col, value, x_in);
   const Reduce r = parse_reduce(op, reduce);
   c10::cuda::CUDAGuard guard(x_in.device());
+  check_csr_values_cuda(op, {rowptr, col, x_in.size(0), "N_src, the rows of 'x'"});
   const at::Tensor x = x_in.contiguous();
   const at::Tensor v = value.has_value() ? value->contiguous() : at::Tensor();
   const int64_t rows = rowptr.size(0) - 1, D = x.size(1);
@@ -244,6 +247,10 @@ std::tuple<at::Tensor, at::Tensor> spmm_backward_cuda(
                                         t_col, t_perm, need_x, need_value, transposed);
   const int64_t rows = rowptr.size(0) - 1, D = x_in.size(1), E = col.size(0), N_src = x_in.size(0);
   c10::cuda::CUDAGuard guard(x_in.device());
+  // The transpose is walked (and checked) only for the x gradient.
+  check_csr_values_cuda(op, need_x ? CsrArgs{rowptr, col, N_src, "N_src, the rows of 'x'", t_rowptr,
+                                             t_col, t_perm}
+                                   : CsrArgs{rowptr, col, N_src, "N_src, the rows of 'x'"});
   const at::Tensor x = x_in.contiguous(), g = grad_in.contiguous();
   const at::Tensor v = value.has_value() ? value->contiguous() : at::Tensor();
   const at::Tensor a = r == Reduce::kMax ? arg.contiguous() : at::Tensor();
@@ -291,11 +298,15 @@ std::tuple<at::Tensor, at::Tensor> spmm_backward_cuda(
 }
 
 at::Tensor sddmm_cuda(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& a_in,
-                      const at::Tensor& b_in, int64_t heads, const c10::optional<at::Tensor>&,
-                      const c10::optional<at::Tensor>&, const c10::optional<at::Tensor>&) {
+                      const at::Tensor& b_in, int64_t heads,
+                      const c10::optional<at::Tensor>& t_rowptr,
+                      const c10::optional<at::Tensor>& t_col,
+                      const c10::optional<at::Tensor>& t_perm) {
   const char* op = "gkd::sddmm";
-  check_sddmm(op, rowptr, col, a_in, b_in, heads);
+  const CsrArgs args = sddmm_csr_args(op, rowptr, col, a_in, b_in, heads, t_rowptr, t_col, t_perm);
   c10::cuda::CUDAGuard guard(a_in.device());
+  // The forward does not walk the transpose, but its gradient for 'b' will: checked here.
+  check_csr_values_cuda(op, args);
   const at::Tensor a = a_in.contiguous(), b = b_in.contiguous();
   at::Tensor out = at::empty({col.size(0), heads}, a.options());
   if (a.size(1) == 0) return out.zero_();
