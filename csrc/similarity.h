@@ -37,24 +37,33 @@ inline at::Tensor infonce_finish(at::Tensor acc, const at::Tensor& other, double
 
 // ---------------------------------------------------------------- GSP
 
-// Squared row norms (statistics dtype).
-inline at::Tensor row_sq(const at::Tensor& h) {
-  const at::Tensor x = h.to(stat_dtype(h));
-  return (x * x).sum(1);
+// What a model's tiles are built from, in the statistics dtype, contiguous: the rows of h for
+// cosine/poly; for l2/rbf the rows minus their column mean. Distances do not change under a
+// common shift, but |a|² + |b|² - 2a.b does lose to rounding what a common offset adds to the
+// norms (rows near 1000 ± 0.05 in float32 keep about one significant digit of their squared
+// distances); centred rows keep the norms as small as the spread of the rows allows.
+inline at::Tensor gsp_base(const at::Tensor& h, GspKernel kernel) {
+  at::Tensor x = h.to(stat_dtype(h));
+  if (!gsp_normalized(kernel)) x = x - x.mean(0, true);
+  return x.contiguous();
 }
 
+// Squared row norms of gsp_base's rows (statistics dtype): what gkd::gsp returns as sq_s, sq_t.
+inline at::Tensor row_sq(const at::Tensor& base) { return (base * base).sum(1); }
+
 // The rows whose Gram matrix the tiles compute: unit rows for cosine/poly (as F.normalize, eps
-// 1e-12 on the norm), the raw rows for l2/rbf. Contiguous, statistics dtype.
-inline at::Tensor gsp_rows(const at::Tensor& h, const at::Tensor& sq, GspKernel kernel) {
-  at::Tensor x = h.to(stat_dtype(h)).contiguous();
-  if (gsp_normalized(kernel)) x = x / sq.sqrt().clamp_min(1e-12).unsqueeze(1);
-  return x.contiguous();
+// 1e-12 on the norm), gsp_base's rows for l2/rbf. Contiguous, statistics dtype.
+inline at::Tensor gsp_rows(const at::Tensor& base, const at::Tensor& sq, GspKernel kernel) {
+  if (!gsp_normalized(kernel)) return base;
+  return (base / sq.sqrt().clamp_min(1e-12).unsqueeze(1)).contiguous();
 }
 
 // From M = W'X and r = rowsum(W') (W' = dL/dGram for cosine/poly, dL/dd² for l2/rbf, both
 // symmetric, already scaled) to dL/dh:
 //   cosine/poly: dL/dX = 2 M, then back through x = h / max(|h|, eps);
-//   l2/rbf: d²_ab = |h_a|² + |h_b|² - 2 h_a.h_b gives dL/dh_a = 4 (r_a h_a - M_a).
+//   l2/rbf: d²_ab = |x_a|² + |x_b|² - 2 x_a.x_b (x the centred rows) gives
+//   dL/dx_a = 4 (r_a x_a - M_a), and dL/dh = dL/dx minus its column mean (the centring's
+//   Jacobian; the mean is zero up to rounding, since W' is symmetric).
 inline at::Tensor gsp_finish(const at::Tensor& h, const at::Tensor& x, const at::Tensor& sq,
                              const at::Tensor& M, const at::Tensor& r, GspKernel kernel,
                              const at::Tensor& scale) {
@@ -68,6 +77,7 @@ inline at::Tensor gsp_finish(const at::Tensor& h, const at::Tensor& x, const at:
     g = (dx - x * proj) / denom;
   } else {
     g = (x * r.unsqueeze(1) - M) * 4;
+    g = g - g.mean(0, true);
   }
   g.mul_(scale.to(g.scalar_type()));
   return g.to(h.scalar_type());

@@ -65,7 +65,8 @@ inline const char* param_name(GspKernel kernel) {
 }
 
 // cosine and poly compare unit rows (their Gram matrix is the cosine); l2 and rbf compare squared
-// distances |a|^2 + |b|^2 - 2 a.b of the raw rows. constexpr, so device code may call it too.
+// distances |a|^2 + |b|^2 - 2 a.b of the rows centred on their mean (similarity.h: gsp_base).
+// constexpr, so device code may call it too.
 constexpr bool gsp_normalized(GspKernel kernel) {
   return kernel == GspKernel::kCosine || kernel == GspKernel::kPoly;
 }

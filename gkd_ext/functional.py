@@ -278,9 +278,11 @@ def gsp_loss(h_s: Tensor, h_t: Tensor, kernel: str = "cosine", **kernel_params) 
     Kernels ``k``: ``"cosine"`` :math:`\langle a,b\rangle/(\|a\|\|b\|)`; ``"poly"`` its square;
     ``"l2"`` :math:`\|a-b\|_2`; ``"rbf"`` :math:`\exp(-\gamma\|a-b\|^2)` (``gamma=0.5`` by
     default, the only kernel parameter). Distances are computed as
-    :math:`\|a\|^2+\|b\|^2-2a\cdot b` clamped at 0 with an exact-zero diagonal; the ``l2``
-    gradient at distance 0 is defined as 0 (safe sqrt). Rows that are exact duplicates of other
-    rows get a distance of rounding size rather than 0 from that identity.
+    :math:`\|a\|^2+\|b\|^2-2a\cdot b` of the rows minus their column mean (distances do not
+    change under a common shift, and centring keeps a large common offset from cancelling the
+    digits), clamped at 0 with an exact-zero diagonal; the ``l2`` gradient at distance 0 is
+    defined as 0 (safe sqrt). Rows that are exact duplicates of other rows get a distance of
+    rounding size rather than 0 from that identity. NaN or inf in the inputs give a NaN loss.
 
     Args:
         h_s: student features ``[n, D_s]``.

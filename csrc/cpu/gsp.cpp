@@ -34,8 +34,9 @@ inline at::Tensor tile(const at::Tensor& buf, int64_t rows, int64_t cols) {
 
 // Gram tile -> what the loss and gradient read: the kernel value for cosine/l2/rbf, the cosine
 // itself for poly (squared where used, since its gradient needs it). For l2/rbf the squared
-// distance comes from |a|² + |b|² - 2a.b: rounding can make it slightly negative, so it is
-// clamped at 0, and the diagonal (a == b) is set to exactly 0, where that identity cancels worst.
+// distance comes from |a|² + |b|² - 2a.b of the centred rows (similarity.h: gsp_base): rounding
+// can make it slightly negative, so it is raised to 0 (a NaN stays NaN), and the diagonal
+// (a == b) is set to exactly 0, where that identity cancels worst.
 template <typename T>
 void kernel_tile(const at::Tensor& G, const T* sq, int64_t r0, int64_t c0, GspKernel kernel,
                  double gamma) {
@@ -46,7 +47,10 @@ void kernel_tile(const at::Tensor& G, const T* sq, int64_t r0, int64_t c0, GspKe
     T* gi = g + i * cols;
     const T si = sq[r0 + i];
     const T* sc = sq + c0;
-    for (int64_t j = 0; j < cols; ++j) gi[j] = std::max(si + sc[j] - T(2) * gi[j], T(0));
+    for (int64_t j = 0; j < cols; ++j) {
+      const T v = si + sc[j] - T(2) * gi[j];
+      gi[j] = v < T(0) ? T(0) : v;
+    }
     const int64_t d = r0 + i - c0;
     if (d >= 0 && d < cols) gi[d] = T(0);
   }
@@ -186,8 +190,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gsp_cpu(const at::Tensor& h_s, co
   const char* op = "gkd::gsp";
   const GspKernel kernel = check_gsp(op, h_s, h_t, kernel_name, gamma);
   const int64_t n = h_s.size(0);
-  const at::Tensor sq_s = row_sq(h_s), sq_t = row_sq(h_t);
-  const at::Tensor xs = gsp_rows(h_s, sq_s, kernel), xt = gsp_rows(h_t, sq_t, kernel);
+  const at::Tensor bs = gsp_base(h_s, kernel), bt = gsp_base(h_t, kernel);
+  const at::Tensor sq_s = row_sq(bs), sq_t = row_sq(bt);
+  const at::Tensor xs = gsp_rows(bs, sq_s, kernel), xt = gsp_rows(bt, sq_t, kernel);
   const int64_t nb = (n + kRows - 1) / kRows;
   std::vector<double> partial(nb, 0.0);
   AT_DISPATCH_FLOATING_TYPES(h_s.scalar_type(), "gkd_gsp_cpu", [&] {
@@ -211,7 +216,8 @@ std::tuple<at::Tensor, at::Tensor> gsp_backward_cpu(const at::Tensor& grad, cons
   const int64_t n = h_s.size(0);
   if (!need_s && !need_t) return {at::empty({0}, h_s.options()), at::empty({0}, h_s.options())};
   const at::Tensor ss = sq_s.contiguous(), st = sq_t.contiguous();
-  const at::Tensor xs = gsp_rows(h_s, ss, kernel), xt = gsp_rows(h_t, st, kernel);
+  const at::Tensor xs = gsp_rows(gsp_base(h_s, kernel), ss, kernel);
+  const at::Tensor xt = gsp_rows(gsp_base(h_t, kernel), st, kernel);
   const bool dist = !gsp_normalized(kernel);
   at::Tensor Ms = need_s ? at::zeros_like(xs) : at::Tensor();
   at::Tensor Mt = need_t ? at::zeros_like(xt) : at::Tensor();

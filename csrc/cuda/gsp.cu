@@ -38,10 +38,12 @@ struct Models {
 
   // Gram entry -> what the loss reads: the kernel value (cosine, l2, rbf) or the cosine (poly,
   // squared where used, as its gradient needs the cosine). Squared distances come from
-  // |a|² + |b|² - 2a.b, clamped at 0 against rounding, and exactly 0 on the diagonal.
+  // |a|² + |b|² - 2a.b of the centred rows, raised to 0 where rounding left them negative (a
+  // NaN stays NaN, which max() would drop), and exactly 0 on the diagonal.
   __device__ __forceinline__ T value(T g, T sqa, T sqb, bool diag) const {
     if (gsp_normalized(kernel)) return g;
-    const T d2 = diag ? T(0) : max(sqa + sqb - T(2) * g, T(0));
+    const T v = sqa + sqb - T(2) * g;
+    const T d2 = diag ? T(0) : (v < T(0) ? T(0) : v);
     return kernel == GspKernel::kL2 ? fsqrt(d2) : fexp(-gamma * d2);
   }
 
@@ -171,8 +173,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gsp_cuda(const at::Tensor& h_s, c
   const GspKernel kernel = check_gsp(op, h_s, h_t, kernel_name, gamma);
   const c10::cuda::CUDAGuard guard(h_s.device());
   const int64_t n = h_s.size(0);
-  const at::Tensor sq_s = row_sq(h_s).contiguous(), sq_t = row_sq(h_t).contiguous();
-  const at::Tensor xs = gsp_rows(h_s, sq_s, kernel), xt = gsp_rows(h_t, sq_t, kernel);
+  const at::Tensor bs = gsp_base(h_s, kernel), bt = gsp_base(h_t, kernel);
+  const at::Tensor sq_s = row_sq(bs).contiguous(), sq_t = row_sq(bt).contiguous();
+  const at::Tensor xs = gsp_rows(bs, sq_s, kernel), xt = gsp_rows(bt, sq_t, kernel);
   at::Tensor loss;
   AT_DISPATCH_FLOATING_TYPES(xs.scalar_type(), "gkd_gsp_cuda", [&] {
     constexpr int BM = TileCfg<scalar_t>::BM;
@@ -200,7 +203,8 @@ std::tuple<at::Tensor, at::Tensor> gsp_backward_cuda(const at::Tensor& grad, con
   if (!need_s && !need_t) return {at::empty({0}, h_s.options()), at::empty({0}, h_s.options())};
   const c10::cuda::CUDAGuard guard(h_s.device());
   const at::Tensor ss = sq_s.contiguous(), st = sq_t.contiguous();
-  const at::Tensor xs = gsp_rows(h_s, ss, kernel), xt = gsp_rows(h_t, st, kernel);
+  const at::Tensor xs = gsp_rows(gsp_base(h_s, kernel), ss, kernel);
+  const at::Tensor xt = gsp_rows(gsp_base(h_t, kernel), st, kernel);
   const bool dist = !gsp_normalized(kernel);
   const at::Tensor scale = grad.reshape({}) * (2.0 / (double(n) * double(n)));
   at::Tensor gs = at::empty({0}, h_s.options()), gt = at::empty({0}, h_s.options());
