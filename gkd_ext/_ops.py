@@ -1,11 +1,34 @@
 """Fake (meta) kernels and autograd formulas for every gkd:: op.
 
-Fake kernels give output shapes from input shapes alone, so the ops trace under
-``torch.compile`` and export. Backward passes call the schema'd backward ops, so they trace too.
+Fake kernels give output shapes from input shapes alone (they never read values, so a malformed
+graph is caught by the real kernels' checks at run time, compiled or not), so the ops trace
+under ``torch.compile`` and export. Backward passes call the schema'd backward ops, so they
+trace too. The backward ops are not differentiable themselves: a second-order gradient through
+any gkd op raises a RuntimeError saying so (rather than silently giving zeros or None).
 """
 import torch
 
 _lib = torch.ops.gkd
+
+
+def _no_double_backward(op: str):
+    """An autograd formula for a backward op that raises when a gradient flows through it."""
+    def backward(ctx, *grads):
+        raise RuntimeError(
+            f"gkd::{op}: gradients of gradients (double backward, e.g. torch.autograd.grad with "
+            "create_graph=True followed by a second backward) are not implemented for gkd_ext's "
+            "ops; compute the second-order term with the gkd_ext.reference implementations")
+
+    def setup_context(ctx, inputs, output):
+        pass
+
+    torch.library.register_autograd(f"gkd::{op}", backward, setup_context=setup_context)
+
+
+# ------------------------------------------------------------------ check_csr
+@torch.library.register_fake("gkd::check_csr")
+def _check_csr_fake(rowptr, col, num_src, t_rowptr=None, t_col=None, t_perm=None):
+    return None
 
 
 def stat_dtype(x: torch.Tensor) -> torch.dtype:
@@ -47,6 +70,7 @@ def _spmm_backward(ctx, grad_out, _grad_arg):
 
 
 torch.library.register_autograd("gkd::spmm", _spmm_backward, setup_context=_spmm_setup_context)
+_no_double_backward("spmm_backward")
 
 
 # ------------------------------------------------------------------ sddmm
@@ -64,16 +88,24 @@ def _sddmm_backward(ctx, grad):
     # out[e, h] = <a[i,h], b[j,h]>: grad_a = A_grad @ b (CSR by destination) and
     # grad_b = A_grad^T @ a (the transposed CSR), both as multi-head SpMMs with the edge
     # gradient as values.
+    # With create_graph these SpMMs are differentiated in turn (double backward): the first
+    # walks the graph, so its gradient for b needs the graph's transpose; the second walks the
+    # transpose, whose own transpose is the graph with the inverse of t_perm.
     rowptr, col, a, b, t_rowptr, t_col, t_perm = ctx.saved_tensors
     grad = grad.contiguous()
     grad_a = grad_b = None
     if ctx.needs_input_grad[2]:
-        grad_a = _lib.spmm(rowptr, col, grad, b, "sum")[0]
+        grad_a = _lib.spmm(rowptr, col, grad, b, "sum", t_rowptr, t_col, t_perm)[0]
     if ctx.needs_input_grad[3]:
         if t_rowptr is None:
             raise RuntimeError("gkd::sddmm: the gradient for 'b' needs the transposed graph "
                                "(t_rowptr, t_col, t_perm); call gkd_ext.sddmm with a Graph")
-        grad_b = _lib.spmm(t_rowptr, t_col, grad[t_perm], a, "sum")[0]
+        back = (None, None, None)
+        if torch.is_grad_enabled() and a.requires_grad:
+            inverse = torch.empty_like(t_perm)
+            inverse[t_perm] = torch.arange(t_perm.numel(), device=t_perm.device)
+            back = (rowptr, col, inverse)
+        grad_b = _lib.spmm(t_rowptr, t_col, grad[t_perm], a, "sum", *back)[0]
     return None, None, grad_a, grad_b, None, None, None, None
 
 
@@ -101,6 +133,7 @@ def _infonce_setup_context(ctx, inputs, output):
     z_s, z_t, temperature, symmetric, precision = inputs
     ctx.args = (temperature, symmetric, precision)
     ctx.save_for_backward(z_s, z_t, output[1], output[2])
+    ctx.mark_non_differentiable(output[1], output[2])
 
 
 def _infonce_backward(ctx, grad, _g_lse_s, _g_lse_t):
@@ -112,6 +145,7 @@ def _infonce_backward(ctx, grad, _g_lse_s, _g_lse_t):
 
 torch.library.register_autograd("gkd::infonce", _infonce_backward,
                                 setup_context=_infonce_setup_context)
+_no_double_backward("infonce_backward")
 
 
 # ------------------------------------------------------------------ gsp
@@ -133,6 +167,7 @@ def _gsp_setup_context(ctx, inputs, output):
     h_s, h_t, kernel, gamma = inputs
     ctx.args = (kernel, gamma)
     ctx.save_for_backward(h_s, h_t, output[1], output[2])
+    ctx.mark_non_differentiable(output[1], output[2])
 
 
 def _gsp_backward(ctx, grad, _g_sq_s, _g_sq_t):
@@ -143,6 +178,7 @@ def _gsp_backward(ctx, grad, _g_sq_s, _g_sq_t):
 
 
 torch.library.register_autograd("gkd::gsp", _gsp_backward, setup_context=_gsp_setup_context)
+_no_double_backward("gsp_backward")
 
 
 # ------------------------------------------------------------------ lsp
@@ -181,3 +217,4 @@ def _lsp_backward(ctx, grad_kl, _grad_stats, _grad_logits):
 
 
 torch.library.register_autograd("gkd::lsp", _lsp_backward, setup_context=_lsp_setup_context)
+_no_double_backward("lsp_backward")

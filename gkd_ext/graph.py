@@ -57,6 +57,7 @@ class Graph:
         self.value = value
         self._transpose: Optional[Tuple[Tensor, Tensor, Tensor]] = None
         self._row: Optional[Tensor] = None
+        self._checked = False   # validate() passed: the structure may be read without checks
         if validate:
             self.validate()
 
@@ -98,8 +99,7 @@ class Graph:
             _check_value(value, E, "Graph.from_edge_index", edge_index.device)
         # Sort by (destination, source): rows become contiguous and neighbour rows are read in
         # increasing address order, which helps both caches and coalescing.
-        key = dst * max(num_src, 1) + src
-        perm = torch.sort(key, stable=True).indices
+        perm = _lexsort(dst, src, num_dst, num_src)
         col = src[perm]
         counts = torch.bincount(dst, minlength=num_dst) if E > 0 else \
             torch.zeros(num_dst, dtype=torch.long, device=dst.device)
@@ -108,6 +108,7 @@ class Graph:
         g = cls(rowptr, col, num_src, perm=perm, value=None if value is None else value[perm],
                 validate=False)
         g._row = dst[perm]
+        g._checked = True   # built from range-checked indices
         return g
 
     @classmethod
@@ -119,6 +120,9 @@ class Graph:
         scipy.sparse matrices/arrays. Explicitly stored zeros are kept as edges.
         """
         if isinstance(adj, Tensor):
+            if adj.layout in (torch.sparse_csr, torch.sparse_coo) and adj.dim() != 2:
+                raise ValueError(f"Graph.from_sparse: expected a 2-D sparse matrix, got shape "
+                                 f"{list(adj.shape)}")
             if adj.layout == torch.sparse_csr:
                 rowptr, col = adj.crow_indices().long(), adj.col_indices().long()
                 rows = torch.repeat_interleave(torch.arange(adj.size(0), device=rowptr.device),
@@ -140,6 +144,11 @@ class Graph:
         except ImportError:  # pragma: no cover
             sp = None
         if sp is not None and sp.issparse(adj):
+            # scipy sparse arrays may be 1-D or N-D (scipy >= 1.15): only matrices make a graph.
+            shape = tuple(adj.shape)
+            if len(shape) != 2:
+                raise ValueError(f"Graph.from_sparse: expected a 2-D sparse matrix, got a scipy "
+                                 f"sparse array of shape {list(shape)}")
             coo = adj.tocoo()
             import numpy as np
             edge_index = torch.from_numpy(np.stack([coo.col, coo.row]).astype(np.int64))
@@ -167,7 +176,15 @@ class Graph:
             _check_range(col, self.num_src, "col (sources)")
         if self.value is not None:
             _check_value(self.value, col.numel(), "Graph", col.device)
+        self._checked = True
         return self
+
+    def _ensure_checked(self) -> None:
+        # Graph(..., validate=False) skips the O(E) checks; the ops check what they read
+        # themselves, but building the row index or the transpose here reads the structure in
+        # Python (a col of 10**9 would make bincount allocate 8 GB), so check it once first.
+        if not self._checked:
+            self.validate()
 
     # ------------------------------------------------------------------ views
     @property
@@ -182,6 +199,7 @@ class Graph:
     def row(self) -> Tensor:
         """Destination of each edge, in the graph's edge order."""
         if self._row is None:
+            self._ensure_checked()
             self._row = torch.repeat_interleave(
                 torch.arange(self.num_dst, device=self.rowptr.device), self.degree("in"))
         return self._row
@@ -195,8 +213,11 @@ class Graph:
         """The CSR by source, cached: ``(t_rowptr [N_src+1], t_col [E] targets, t_perm [E])``,
         where ``t_perm[k]`` is the graph-order position of the k-th transposed edge."""
         if self._transpose is None:
-            key = self.col * max(self.num_dst, 1) + self.row
-            t_perm = torch.sort(key, stable=True).indices
+            self._ensure_checked()
+            # Graph order is sorted by destination, so a stable sort by source alone gives
+            # (source, destination, graph position) order: t_perm increases along every row
+            # of the transpose, the order the ops check fastest (csrc/gkd_ext.cpp).
+            t_perm = torch.sort(self.col, stable=True).indices
             counts = torch.bincount(self.col, minlength=self.num_src) if self.num_edges else \
                 torch.zeros(self.num_src, dtype=torch.long, device=self.col.device)
             t_rowptr = torch.zeros(self.num_src + 1, dtype=torch.long, device=self.col.device)
@@ -250,6 +271,7 @@ class Graph:
         g = Graph(self.rowptr.to(device), self.col.to(device), self.num_src,
                   perm=None if self.perm is None else self.perm.to(device),
                   value=None if self.value is None else self.value.to(device), validate=False)
+        g._checked = self._checked
         if self._row is not None:
             g._row = self._row.to(device)
         if self._transpose is not None:
@@ -264,6 +286,16 @@ class Graph:
         shape = f"num_nodes={self.num_dst}" if self.is_square else \
             f"num_src={self.num_src}, num_dst={self.num_dst}"
         return f"Graph({shape}, num_edges={self.num_edges}, device={self.device})"
+
+
+def _lexsort(major: Tensor, minor: Tensor, num_major: int, num_minor: int) -> Tensor:
+    """The stable permutation sorting by (major, minor), both checked to lie in [0, num_major)
+    and [0, num_minor). One sort of the key major * num_minor + minor where that key cannot
+    overflow int64 (num_major * num_minor <= 2**63), else two stable sorts (minor, then major)."""
+    if num_major * max(num_minor, 1) <= 2 ** 63:
+        return torch.sort(major * max(num_minor, 1) + minor, stable=True).indices
+    by_minor = torch.sort(minor, stable=True).indices
+    return by_minor[torch.sort(major[by_minor], stable=True).indices]
 
 
 def _check_range(idx: Tensor, n: int, name: str) -> None:

@@ -244,6 +244,7 @@ class GraphDataset:
         edge_graph_sizes = rowptr[self._ptr[index + 1]] - rowptr[self._ptr[index]]
         shift = torch.repeat_interleave(self._ptr[index] - starts, edge_graph_sizes)
         graph = Graph(new_rowptr, self.graph.col[edges] - shift, nodes.numel(), validate=False)
+        graph._checked = self.graph._checked   # whole graphs' rows of a checked graph
         batch = torch.repeat_interleave(torch.arange(index.numel()), sizes)
         return graph, select_rows(self.x, nodes), batch, self.y[index]
 

@@ -61,6 +61,7 @@ def plain_graph(graph: Graph) -> Graph:
     """The graph's edges without stored values, with the transpose that backward passes walk
     built now rather than during training (for models that aggregate unweighted)."""
     g = Graph(graph.rowptr, graph.col, graph.num_src, validate=False)
+    g._checked = graph._checked
     g._row = graph._row
     g._transpose = graph._transpose
     g.transpose()
