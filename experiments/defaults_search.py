@@ -1,6 +1,8 @@
 """How the trainers' default optimiser settings were chosen: a supervised 2-layer GCN over every
 node dataset family available, each candidate setting on the same seeds, validation and test
-metric per dataset (experiments/results/defaults_search.json).
+metric per dataset. Results: experiments/results/defaults_search_optim.json (the first search,
+optimiser settings only, features summing to 1) and defaults_search_features_{a,b}.json (the
+search below, its datasets split over two processes).
 
     python experiments/defaults_search.py --data-dir ../shared/data --runs 3
 
@@ -44,7 +46,8 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--datasets", default=",".join(DATASETS))
     p.add_argument("--candidates", default=",".join(CANDIDATES))
-    p.add_argument("--out", default=os.path.join("experiments", "results", "defaults_search.json"))
+    p.add_argument("--out", default=os.path.join("experiments", "results",
+                                              "defaults_search_features.json"))
     args = p.parse_args()
     method = make_method("supervised", student=ModelSpec("gcn", hidden=64, layers=2))
     results = {}

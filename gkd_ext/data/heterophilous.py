@@ -14,13 +14,14 @@ _KEYS = ("node_features", "node_labels", "edges", "train_masks", "val_masks", "t
 _LOADER = "load_heterophilous"
 
 
-def load_heterophilous(path: Union[str, os.PathLike], split: int = 0,
-                       name: Optional[str] = None) -> NodeDataset:
+def load_heterophilous(path: Union[str, os.PathLike], split: Optional[int] = 0,
+                       name: Optional[str] = None, seed: int = 0) -> NodeDataset:
     """Read a Platonov et al. npz (``node_features [N, F]``, ``node_labels [N]``,
     ``edges [E, 2]`` listing each undirected edge once, ``{train,val,test}_masks [S, N]``)
     without unpickling, through :class:`gkd_ext.data.safe_io.NpzArchive` (declared sizes are
     checked against the stored bytes before anything is allocated). Edges are symmetrised;
-    ``split`` (0..S-1, S = 10 in the published files) picks the row of the given masks.
+    ``split`` (0..S-1, S = 10 in the published files) picks the row of the given masks;
+    ``split=None`` takes row ``seed % S`` (runs with seeds 0..S-1 cover every given split).
     Features stay dense (the format stores them dense).
 
     Raises:
@@ -61,6 +62,8 @@ def load_heterophilous(path: Union[str, os.PathLike], split: int = 0,
                                    "'train_masks' (one row per split, one column per node)")
         if m.dtype != np.bool_ and m.size and (int(m.min()) < 0 or int(m.max()) > 1):
             raise where.error(key, "holds values other than 0 and 1; expected a boolean mask")
+    if split is None:
+        split = seed % num_splits
     if not 0 <= split < num_splits:
         raise ValueError(f"{_LOADER}: 'split' must lie in [0, {num_splits}), got {split} "
                          f"({path!r} holds {num_splits} splits)")

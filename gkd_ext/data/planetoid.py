@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from .dataset import NodeDataset, csr_features, select_rows, undirected_graph
-from .safe_io import DataFormatError, Where, check_csr
+from .safe_io import DataFormatError, Where, check_csr, read_ascii
 
 _LOADER = "load_planetoid"
 _MAX_NESTING = 100
@@ -307,12 +307,7 @@ def _labels(obj, where: Where, field: str) -> np.ndarray:
 
 def _test_index(path: str, where: Where) -> List[int]:
     field = os.path.basename(path)
-    try:
-        with open(path, "rb") as f:
-            text = f.read().decode("ascii")
-    except UnicodeDecodeError as exc:
-        raise where.error(field, f"is not ASCII text (byte {exc.start}); expected one node id per "
-                                 "line") from None
+    text = read_ascii(path, where, "one node id per line")
     ids = []
     for number, line in enumerate(text.splitlines(), 1):
         if line.strip():

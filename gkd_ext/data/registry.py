@@ -106,8 +106,9 @@ def dataset_path(name: str, data_dir: Union[str, os.PathLike]) -> str:
     return os.path.join(data_dir, "ppi")
 
 
-def load_dataset(name: str, data_dir: Optional[Union[str, os.PathLike]] = None, split: int = 0,
-                 seed: int = 0, lcc: Optional[bool] = None) -> Union[NodeDataset, GraphDataset]:
+def load_dataset(name: str, data_dir: Optional[Union[str, os.PathLike]] = None,
+                 split: Optional[int] = 0, seed: int = 0,
+                 lcc: Optional[bool] = None) -> Union[NodeDataset, GraphDataset]:
     """Load a dataset by its standard lower-case name.
 
     ``data_dir`` (default: the ``GKD_DATA`` environment variable) is a folder laid out like
@@ -119,8 +120,9 @@ def load_dataset(name: str, data_dir: Optional[Union[str, os.PathLike]] = None, 
     Splits follow each family's protocol: Shchur sets get 20 train / 30 validation nodes per
     class drawn with ``seed``, the rest test, on the largest connected component as Shchur et
     al. evaluate (``lcc=None`` means the family's default: on for Shchur sets, off elsewhere;
-    ``lcc=False`` keeps every node); ``planetoid-*`` the public split; heterophilous sets the given mask number
-    ``split`` (0..9); PPI its 20/2/2 graphs. TU sets return a :class:`GraphDataset`; build
+    ``lcc=False`` keeps every node); ``planetoid-*`` the public split; heterophilous sets the
+    given mask number ``split`` (0..9; ``None``: number ``seed % 10``, so seeds 0..9 run every
+    given split); PPI its 20/2/2 graphs. TU sets return a :class:`GraphDataset`; build
     cross-validation folds with :func:`stratified_kfold`.
 
     Raises:
@@ -161,7 +163,7 @@ def _load(name: str, family: str, data_dir, split: int, seed: int, lcc: bool):
     if family == "planetoid":
         return load_planetoid(path, PLANETOID[name])
     if family == "heterophilous":
-        return load_heterophilous(path, split=split, name=name)
+        return load_heterophilous(path, split=split, name=name, seed=seed)
     if family == "tu":
         return load_tu(path, TU[name])
     return load_ppi(path)

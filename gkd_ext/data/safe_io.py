@@ -88,6 +88,18 @@ def expansion_limit(stored_bytes: int) -> int:
     return max(EXPANSION_ALLOWANCE, int(max_expansion() * stored_bytes))
 
 
+def read_ascii(path: Union[str, os.PathLike], where: Where, expected: str) -> str:
+    """A text file's contents, or an error naming the file when it is not ASCII text;
+    ``expected`` says what its lines should hold."""
+    field = os.path.basename(path)
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode("ascii")
+    except UnicodeDecodeError as exc:
+        raise where.error(field, f"is not ASCII text (byte {exc.start}); expected "
+                                 f"{expected}") from None
+
+
 def _kinds_text(kinds: str) -> str:
     return " or ".join(KIND_NAMES[k] for k in kinds)
 

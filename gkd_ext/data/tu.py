@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from .dataset import GraphDataset, undirected_graph
-from .safe_io import Where, expansion_limit
+from .safe_io import Where, expansion_limit, read_ascii
 
 _LOADER = "load_tu"
 
@@ -17,12 +17,7 @@ def _read_table(path: str, dtype, where: Where) -> np.ndarray:
     """A comma/whitespace separated text table as a 2-D array ``[rows, cols]``. Integers out
     of the int64 range saturate, which every range check downstream then rejects."""
     field = os.path.basename(path)
-    try:
-        with open(path, "rb") as f:
-            text = f.read().decode("ascii")
-    except UnicodeDecodeError as exc:
-        raise where.error(field, f"is not ASCII text (byte {exc.start}); expected comma or "
-                                 "space separated numbers") from None
+    text = read_ascii(path, where, "comma or space separated numbers")
     lines = [ln for ln in text.splitlines() if ln.strip()]
     if not lines:
         return np.zeros((0, 1), dtype=dtype)

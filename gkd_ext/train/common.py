@@ -31,11 +31,24 @@ def save_checkpoint(path: str, state: Dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def load_checkpoint(path: str) -> Dict[str, Any]:
-    """Load tensors and plain containers only (weights_only=True): no code runs from the file."""
+def load_checkpoint(path: str, keys: tuple = ()) -> Dict[str, Any]:
+    """Load tensors and plain containers only (weights_only=True): no code runs from the file.
+    A file that is not such a dict holding ``keys`` (truncated, another format, or one that
+    asks to run code) is a ValueError naming it."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"no checkpoint at {path!r}")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:   # torch raises several types for unreadable or unsafe files
+        raise ValueError(f"checkpoint {path!r} cannot be read ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}); it is "
+                         "damaged, not a gkd_ext checkpoint, or holds code (which is never run); "
+                         "delete it to start afresh") from None
+    missing = [k for k in keys if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise ValueError(f"checkpoint {path!r} is not a gkd_ext checkpoint of this kind: it lacks "
+                         f"{missing}; delete it to start afresh")
+    return state
 
 
 def rng_state() -> Dict[str, Any]:

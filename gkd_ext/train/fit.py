@@ -1,6 +1,7 @@
 """`fit`: the one training loop every method runs on (see :mod:`gkd_ext.train.method`)."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
@@ -93,7 +94,7 @@ def obtain_teacher(spec: ModelSpec, task: Task, optim: OptimConfig, *, seed: int
         raise ValueError(f"teacher architecture {SAVED!r} loads a saved model, but the teacher "
                          f"checkpoint {source!r} does not exist")
     if isinstance(source, str) and os.path.exists(source):
-        state = load_checkpoint(source)
+        state = load_checkpoint(source, keys=("meta", "model"))
         if spec.arch == SAVED and isinstance(state.get("meta"), dict):
             spec = ModelSpec(**state["meta"]["spec"])
         meta = _teacher_meta(spec, task)
@@ -102,7 +103,8 @@ def obtain_teacher(spec: ModelSpec, task: Task, optim: OptimConfig, *, seed: int
                              f"but this run needs {meta}; pass another teacher checkpoint or "
                              "delete it")
         model = task.build_model(spec).to(task.device)
-        model.load_state_dict(state["model"])
+        with _damaged(source):
+            model.load_state_dict(state["model"])
         model.eval()
         return Fitted({"source": f"loaded {source}", "spec": dataclasses.asdict(spec),
                        **_evaluate_one(model, task)}, {"model": model})
@@ -313,20 +315,11 @@ def fit(method: Method, task: Task, optim: Optional[OptimConfig] = None, *, seed
     start, train_time, best = 0, 0.0, {}
     finished = False
     if checkpoint and os.path.exists(checkpoint):
-        state = load_checkpoint(checkpoint)
+        state = load_checkpoint(checkpoint, keys=CHECKPOINT_KEYS)
         _check_settings(checkpoint, state.get("settings"), settings)
-        for n in trained:
-            models[n].load_state_dict(state["modules"][n])
-            optimizers[n].load_state_dict(state["optimizers"][n])
-            trackers[n] = Tracker(**state["trackers"][n])
-        combined_trackers = {n: Tracker(**t) for n, t in state["combined"].items()}
-        for n, p in parts.items():
-            p.load_state_dict(state["parts"][n])
-        for n in shared:
-            optimizers[n].load_state_dict(state["optimizers"][n])
-        best = state["best"]
-        set_rng_state(state["rng"])
-        start, train_time, finished = state["epoch"] + 1, state["train_time"], state["finished"]
+        with _damaged(checkpoint):
+            start, train_time, finished, best = _restore(state, models, optimizers, parts,
+                                                         shared, trackers, combined_trackers)
 
     from tqdm.auto import tqdm
     bar = tqdm(range(start, optim.epochs), desc=desc or method.name,
@@ -389,6 +382,39 @@ def fit(method: Method, task: Task, optim: Optional[OptimConfig] = None, *, seed
                     "wall_s": time.perf_counter() - wall0},
         "versions": versions(), "commit": git_commit()}
     return Fitted(_jsonable(record), {**frozen, **models})
+
+
+CHECKPOINT_KEYS = ("settings", "finished", "epoch", "train_time", "rng", "best", "modules",
+                   "parts", "optimizers", "trackers", "combined")
+
+
+def _restore(state, models, optimizers, parts, shared, trackers, combined_trackers):
+    """Load a run checkpoint's state into the run's objects; returns (start epoch, train time,
+    finished, best weights)."""
+    for n in models:
+        models[n].load_state_dict(state["modules"][n])
+        optimizers[n].load_state_dict(state["optimizers"][n])
+        trackers[n] = Tracker(**state["trackers"][n])
+    combined_trackers.clear()
+    combined_trackers.update({n: Tracker(**t) for n, t in state["combined"].items()})
+    for n, p in parts.items():
+        p.load_state_dict(state["parts"][n])
+    for n in shared:
+        optimizers[n].load_state_dict(state["optimizers"][n])
+    set_rng_state(state["rng"])
+    return state["epoch"] + 1, state["train_time"], bool(state["finished"]), state["best"]
+
+
+@contextlib.contextmanager
+def _damaged(path: str):
+    """Turn a state that does not fit the models (a tampered or mixed-up file whose settings
+    still match) into a ValueError naming the file."""
+    try:
+        yield
+    except (KeyError, TypeError, RuntimeError, ValueError, IndexError) as exc:
+        raise ValueError(f"checkpoint {path!r} does not fit this run's models ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else exc!r}); delete it to "
+                         "start afresh") from None
 
 
 def _check_settings(path: str, saved: Optional[Dict[str, Any]], now: Dict[str, Any]) -> None:

@@ -337,8 +337,9 @@ class DataConfig:
                           "synthetic-csbm[-heterophilous] need --data-dir")
     data_dir: Optional[str] = option(None, help="folder laid out like shared/data (shchur_npz/, "
                                      "planetoid/, heterophilous/, tudataset/); default $GKD_DATA")
-    split: int = option(0, help="which of a dataset's fixed splits (heterophilous sets: 0-9)",
-                        min=0)
+    split: Optional[int] = option(None, help="which of a dataset's given splits (default: run r "
+                                  "takes split r mod their number, so --runs 10 covers the "
+                                  "heterophilous sets' 10 splits)", min=0)
     lcc: Optional[bool] = option(None, help="keep only the largest connected component "
                                  "(default: the dataset family's protocol, on for Shchur sets)")
     folds: int = option(10, help="graph classification: stratified cross-validation folds", min=2)
