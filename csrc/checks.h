@@ -178,7 +178,7 @@ inline CsrArgs check_csr_op(const char* op, const at::Tensor& rowptr, const at::
   TORCH_CHECK(num_src >= 0, op, ": argument 'num_src' must be >= 0, got ", num_src);
   const int given = int(t_rowptr.has_value()) + int(t_col.has_value()) + int(t_perm.has_value());
   TORCH_CHECK(given == 0 || given == 3, op,
-              ": give all three of 't_rowptr', 't_col' and 't_perm', or none");
+              ": arguments 't_rowptr', 't_col' and 't_perm' must be given together (all three or none)");
   const char* what = "N_src, the argument 'num_src'";
   if (given == 0) return {rowptr, col, num_src, what};
   check_transpose(op, col, num_src, *t_rowptr, *t_col, *t_perm);

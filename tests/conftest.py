@@ -55,3 +55,15 @@ def device(request):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+def pytest_terminal_summary(terminalreporter):
+    # The ops robustness suite's counts by class (tests/test_ops_robustness.py), when it ran.
+    import sys
+    for name, module in list(sys.modules.items()):
+        if name.endswith("test_ops_robustness") and hasattr(module, "summary_lines"):
+            lines = module.summary_lines()
+            if lines:
+                terminalreporter.write_sep("-", "ops robustness: counts by class")
+                for line in lines:
+                    terminalreporter.write_line(line)
