@@ -44,6 +44,13 @@ class Graph:
     The transpose (CSR by source), which backward passes walk to stay deterministic without
     atomics, is built on first use and cached.
 
+    ``validate=False`` skips the O(E) structure checks here (for graphs known to be well
+    formed); it never makes the ops unsafe: every op checks the index values it walks (rowptr,
+    col and the transpose it is given) and raises a RuntimeError naming the argument, and
+    building the row index or the transpose validates an unchecked graph first (ValueError).
+    Editing ``col`` in place after the transpose was cached makes the backward passes refuse
+    the stale transpose.
+
     Build one with :meth:`from_edge_index` or :meth:`from_sparse`.
     """
 
