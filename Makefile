@@ -18,8 +18,8 @@ all: install
 
 deps:
 	@$(PYTHON) -c "import torch" 2>/dev/null || $(PIP) install torch==$(TORCH_VERSION)
-	@$(PYTHON) -c "import numpy, scipy, tqdm, pytest, expecttest, ninja, setuptools, wheel" 2>/dev/null || \
-		$(PIP) install numpy scipy tqdm pytest expecttest ninja setuptools wheel
+	@$(PYTHON) -c "import numpy, scipy, tqdm, pytest, expecttest, ninja, setuptools, wheel, pyflakes" 2>/dev/null || \
+		$(PIP) install numpy scipy tqdm pytest expecttest ninja setuptools wheel pyflakes
 	@$(PYTHON) -c "import torch_scatter" 2>/dev/null || \
 		$(PIP) install --no-build-isolation torch-scatter
 	@$(PYTHON) -c "import torch_geometric" 2>/dev/null || \

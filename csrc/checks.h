@@ -277,16 +277,18 @@ inline void check_embedding(const char* op, const char* name, const at::Tensor& 
   check_float_dtype(op, name, x);
 }
 
-// Student and teacher embeddings of the same n nodes, same device and dtype; with same_width
-// also the same D (contrastive: z_s[i] . z_t[j]); GSP allows D_s != D_t.
+// Student and teacher embeddings, same device and dtype; with same_rows of the same n nodes
+// (GSP; InfoNCE checks its rows itself), with same_width also the same D (contrastive:
+// z_s[i] . z_t[j]); GSP allows D_s != D_t.
 inline void check_embedding_pair(const char* op, const at::Tensor& s, const char* s_name,
-                                 const at::Tensor& t, const char* t_name, bool same_width) {
+                                 const at::Tensor& t, const char* t_name, bool same_width,
+                                 bool same_rows = true) {
   check_embedding(op, s_name, s);
   check_embedding(op, t_name, t);
   TORCH_CHECK(t.device() == s.device(), op, ": argument '", t_name, "' is on ", t.device(), " but '",
               s_name, "' is on ", s.device());
   check_same_dtype(op, t_name, t, s, s_name);
-  TORCH_CHECK(t.size(0) == s.size(0), op, ": arguments '", s_name, "' and '", t_name,
+  TORCH_CHECK(!same_rows || t.size(0) == s.size(0), op, ": arguments '", s_name, "' and '", t_name,
               "' must have the same number of rows n, got ", shape_str(s), " and ", shape_str(t));
   TORCH_CHECK(!same_width || t.size(1) == s.size(1), op, ": arguments '", s_name, "' and '", t_name,
               "' must have the same width D, got ", shape_str(s), " and ", shape_str(t));
@@ -316,12 +318,21 @@ inline void check_scalar_grad(const char* op, const at::Tensor& g, const at::Ten
               " but the embeddings are on ", like.device());
 }
 
-// Everything gkd::infonce and its backward read: z_s, z_t [n, D] alike, temperature > 0, and
-// the precision: 'ieee' (exact fp32/fp64 products) anywhere, 'tf32' or 'bf16' (tensor-core
-// tile products) on CUDA for float32/float16/bfloat16 inputs.
+// Everything gkd::infonce and its backward read: anchors z_s [n, D] and candidates z_t [m, D]
+// alike, m >= n (the first n are the anchors' positives, the rest extra negatives) and m == n
+// when symmetric (the teacher-anchored direction needs a positive for every candidate),
+// temperature > 0, and the precision: 'ieee' (exact fp32/fp64 products) anywhere, 'tf32' or
+// 'bf16' (tensor-core tile products) on CUDA for float32/float16/bfloat16 inputs.
 inline Precision check_infonce(const char* op, const at::Tensor& z_s, const at::Tensor& z_t,
-                               double temperature, c10::string_view precision) {
-  check_embedding_pair(op, z_s, "z_s", z_t, "z_t", true);
+                               double temperature, bool symmetric, c10::string_view precision) {
+  check_embedding_pair(op, z_s, "z_s", z_t, "z_t", true, false);
+  const int64_t n = z_s.size(0), m = z_t.size(0);
+  TORCH_CHECK(m >= n, op, ": argument 'z_t' must have at least n = ", n,
+              " rows (rows 0..n-1 are the positives of the n anchors of 'z_s', further rows extra "
+              "negatives), got shape ", shape_str(z_t));
+  TORCH_CHECK(!symmetric || m == n, op, ": with symmetric=True argument 'z_t' must have exactly n = ",
+              n, " rows like 'z_s' (the teacher-anchored direction has no positive for an extra "
+              "candidate), got shape ", shape_str(z_t));
   check_positive(op, "temperature", temperature);
   const Precision p = parse_precision(op, precision);
   TORCH_CHECK(p == Precision::kIeee || z_s.is_cuda(), op, ": argument 'precision'='",
@@ -333,13 +344,13 @@ inline Precision check_infonce(const char* op, const at::Tensor& z_s, const at::
 }
 
 // ... and what gkd::infonce_backward reads beyond that: the loss gradient and the log-sum-exps
-// gkd::infonce returned (lse_t only when symmetric).
+// gkd::infonce returned: lse_s [n], and lse_t [n] when symmetric (m == n then).
 inline Precision check_infonce_backward(const char* op, const at::Tensor& grad,
                                         const at::Tensor& z_s, const at::Tensor& z_t,
                                         const at::Tensor& lse_s, const at::Tensor& lse_t,
                                         double temperature, bool symmetric,
                                         c10::string_view precision) {
-  const Precision p = check_infonce(op, z_s, z_t, temperature, precision);
+  const Precision p = check_infonce(op, z_s, z_t, temperature, symmetric, precision);
   const int64_t n = z_s.size(0);
   check_scalar_grad(op, grad, z_s);
   check_row_stat(op, "lse_s", lse_s, n, z_s, stat_dtype(z_s));

@@ -31,13 +31,15 @@ TORCH_LIBRARY(gkd, m) {
   m.def("sddmm(Tensor rowptr, Tensor col, Tensor a, Tensor b, int heads=1, "
         "Tensor? t_rowptr=None, Tensor? t_col=None, Tensor? t_perm=None) -> Tensor");
   // Tiled InfoNCE over S = z_s z_t^T / temperature (G-CRD): loss = mean_i [lse_j S_ij - S_ii],
-  // and with symmetric=True the mean of that and the same over columns (z_t anchors). Returns
-  // (loss [], lse_s [n], lse_t [n] or [0]): the row (and column) log-sum-exps the backward
-  // needs; float32 statistics for half inputs. precision: 'ieee' | 'tf32' | 'bf16' (CUDA).
+  // and with symmetric=True the mean of that and the same over columns (z_t anchors). z_s [n, D]
+  // anchors, z_t [m, D] candidates with m >= n: candidate i < n is anchor i's positive, the
+  // rest are extra negatives (m == n when symmetric). Returns (loss [], lse_s [n], lse_t [n]
+  // or [0]): the row (and column) log-sum-exps the backward needs; float32 statistics for half
+  // inputs. precision: 'ieee' | 'tf32' | 'bf16' (CUDA).
   m.def("infonce(Tensor z_s, Tensor z_t, float temperature, bool symmetric=False, "
         "str precision=\"ieee\") -> (Tensor, Tensor, Tensor)");
-  // Gradients of infonce for z_s and z_t by recomputing the tiles; a gradient not asked for
-  // is returned empty. Deterministic for a fixed thread count (CPU) / always (CUDA).
+  // Gradients of infonce for z_s [n, D] and z_t [m, D] by recomputing the tiles; a gradient
+  // not asked for is returned empty. Deterministic for a fixed thread count (CPU) / always (CUDA).
   m.def("infonce_backward(Tensor grad, Tensor z_s, Tensor z_t, Tensor lse_s, Tensor lse_t, "
         "float temperature, bool symmetric, str precision, bool need_s, bool need_t) "
         "-> (Tensor, Tensor)");

@@ -11,9 +11,10 @@ namespace gkd {
 
 // ---------------------------------------------------------------- InfoNCE
 
-// S_ii = z_s[i] . z_t[i] / tau, in the statistics dtype.
+// S_ii = z_s[i] . z_t[i] / tau, in the statistics dtype. z_t may have m >= n rows: the
+// positives are its first n.
 inline at::Tensor infonce_diag(const at::Tensor& zs, const at::Tensor& zt, double tau) {
-  return (zs * zt).sum(1).div_(tau);
+  return (zs * zt.narrow(0, 0, zs.size(0))).sum(1).div_(tau);
 }
 
 // loss = mean_i (lse_s[i] - S_ii) [+ mean_j (lse_t[j] - S_jj), halved].
@@ -27,10 +28,12 @@ inline at::Tensor infonce_loss(const at::Tensor& lse_s, const at::Tensor& lse_t,
 // With G = dL/dS the kernels return A = sum_j G'_ij z_t[j] and B = sum_i G'_ij z_s[i] for the
 // off-diagonal-free part G' = c·(P [+ Q]) (P row-, Q column-softmax of S), c = 1/n or 1/(2n).
 // The -c·k·I part of G (k = 1 or 2 directions) only touches the diagonal: add it here, then
-// apply 1/tau (S = z_s z_t^T / tau) and the upstream gradient.
+// apply 1/tau (S = z_s z_t^T / tau) and the upstream gradient. With m > n candidates S is
+// n x m and its diagonal S_ii (i < n) lies in the first n columns: 'other' holds the n rows
+// paired with the first n rows of acc (acc [m, D] for z_t: its extra rows get no such term).
 inline at::Tensor infonce_finish(at::Tensor acc, const at::Tensor& other, double c_k,
                                  double inv_tau, const at::Tensor& grad, const at::Tensor& like) {
-  acc.sub_(other.to(acc.scalar_type()), c_k);
+  acc.narrow(0, 0, other.size(0)).sub_(other.to(acc.scalar_type()), c_k);
   acc.mul_(grad.to(acc.scalar_type()).mul(inv_tau));
   return acc.to(like.scalar_type());
 }

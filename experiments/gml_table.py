@@ -6,6 +6,7 @@ SAGE), on one dataset, the same seeds (experiments/results/gml_<dataset>.json).
     python experiments/gml_table.py --dataset amazon-photo --data-dir ../shared/data --runs 3
     python experiments/gml_table.py --dataset proteins --data-dir ../shared/data --graph
     python experiments/gml_table.py --dataset cora --mlp-students --runs 5
+    python experiments/gml_table.py --markdown experiments/results/gml_cora.json
 
 Every peer has the spec it has alone (GCN and SAGE 2 x 64, GAT 2 layers of 8 heads x 8), and
 optimiser settings are the package defaults unless given after the known options (any
@@ -87,7 +88,39 @@ def summarise_row(name: str, method, payload: Dict[str, Any], wall_s: float) -> 
     return row
 
 
+def _cell(stats) -> str:
+    return f"{stats['mean'] * 100:.2f} ± {stats['std'] * 100:.2f}"
+
+
+def markdown(path: str) -> str:
+    """One committed table as markdown: a column per architecture (a peer's, or the model's
+    alone), the ensemble, the ALW weights and temperature range at the best epoch."""
+    t = json.load(open(path))
+    archs = list(dict.fromkeys(r["config"]["models"]["student"]["arch"] if r["method"] !=
+                               "gml" else n.split("_", 1)[1] for r in t["table"]
+                               for n in r["slots"]))
+    lines = [f"{t['dataset']} ({t['table'][0]['runs']} runs)", "",
+             "| | " + " | ".join(archs) + " | ensemble | ALW weights; T range | ms/epoch |",
+             "|---" * (len(archs) + 4) + "|"]
+    for r in t["table"]:
+        if r["method"] == "gml":
+            by_arch = {n.split("_", 1)[1]: v for n, v in r["slots"].items()}
+        else:
+            by_arch = {r["config"]["models"]["student"]["arch"]: r["slots"]["student"]}
+        alw = r.get("alw_at_best")
+        alw_text = "" if not alw else (", ".join(f"{w:.2f}" for w in alw["weights"].values())
+                                       + f"; {alw['t_min']:.2f}–{alw['t_max']:.2f}")
+        lines.append(f"| {r['row']} | " + " | ".join(_cell(by_arch[a]) if a in by_arch else ""
+                                                      for a in archs)
+                     + f" | {_cell(r['ensemble']) if 'ensemble' in r else ''} | {alw_text} | "
+                     f"{r['epoch_ms_mean']:.0f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--markdown"]:
+        print("\n\n".join(markdown(path) for path in sys.argv[2:]))
+        return
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--graph", action="store_true", help="the graph classification rows")
     p.add_argument("--mlp-students", action="store_true",

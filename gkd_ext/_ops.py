@@ -113,9 +113,13 @@ torch.library.register_autograd("gkd::sddmm", _sddmm_backward, setup_context=_sd
 
 
 # ------------------------------------------------------------------ infonce (G-CRD)
+# z_s [n, D] anchors, z_t [m, D] candidates (m >= n; m == n when symmetric).
 @torch.library.register_fake("gkd::infonce")
 def _infonce_fake(z_s, z_t, temperature, symmetric=False, precision="ieee"):
     n = z_s.shape[0]
+    # The C++ check, for traces that never run the kernel.
+    torch._check(z_t.shape[0] >= n, lambda: f"gkd::infonce: argument 'z_t' must have at least "
+                 f"n = {n} rows, got shape {list(z_t.shape)}")
     stat = stat_dtype(z_s)
     lse_t = z_s.new_empty((n,) if symmetric else (0,), dtype=stat)
     return z_s.new_empty(()), z_s.new_empty((n,), dtype=stat), lse_t
@@ -124,6 +128,7 @@ def _infonce_fake(z_s, z_t, temperature, symmetric=False, precision="ieee"):
 @torch.library.register_fake("gkd::infonce_backward")
 def _infonce_backward_fake(grad, z_s, z_t, lse_s, lse_t, temperature, symmetric, precision,
                            need_s, need_t):
+    # Each gradient has its input's shape: [n, D] for z_s, [m, D] for z_t.
     gs = z_s.new_empty(z_s.shape) if need_s else z_s.new_empty((0,))
     gt = z_t.new_empty(z_t.shape) if need_t else z_s.new_empty((0,))
     return gs, gt

@@ -194,10 +194,17 @@ def _check_features(fn: str, name: str, t, rows: str) -> None:
         raise ValueError(f"gkd_ext.{fn}: '{name}' must be a floating-point tensor, got {t.dtype}")
 
 
-def _check_pair(fn: str, a, a_name: str, b, b_name: str, same_width: bool) -> None:
+def _check_pair(fn: str, a, a_name: str, b, b_name: str, same_width: bool,
+                b_more_rows: bool = False) -> None:
+    # b_more_rows: b holds candidates, a's n positives first then extra negatives (InfoNCE).
     _check_features(fn, a_name, a, "n")
     _check_features(fn, b_name, b, "n")
-    if a.size(0) != b.size(0):
+    if b_more_rows:
+        if b.size(0) < a.size(0):
+            raise ValueError(f"gkd_ext.{fn}: '{b_name}' must have at least n = {a.size(0)} rows "
+                             f"(rows 0..n-1 are the positives of the n anchors of '{a_name}', further "
+                             f"rows extra negatives), got {list(b.shape)}")
+    elif a.size(0) != b.size(0):
         raise ValueError(f"gkd_ext.{fn}: '{a_name}' and '{b_name}' must have the same number of rows "
                          f"n, got {list(a.shape)} and {list(b.shape)}")
     if same_width and a.size(1) != b.size(1):
@@ -219,30 +226,36 @@ def contrastive_loss(z_s: Tensor, z_t: Tensor, temperature: float = 0.075,
                      symmetric: bool = False, precision: str = "ieee") -> Tensor:
     r"""Tiled in-batch InfoNCE between student and teacher embeddings (G-CRD).
 
-    With logits :math:`S = z_s z_t^\top / \tau` (student anchors, teacher candidates, the
-    positive of anchor i is candidate i):
+    With logits :math:`S = z_s z_t^\top / \tau` (``n`` student anchors, ``m >= n`` teacher
+    candidates, the positive of anchor i is candidate i):
 
-    .. math:: L = \frac1n \sum_i \Big[\log \sum_j e^{S_{ij}} - S_{ii}\Big]
+    .. math:: L = \frac1n \sum_{i<n} \Big[\log \sum_{j<m} e^{S_{ij}} - S_{ii}\Big]
 
-    which equals ``cross_entropy(z_s @ z_t.T / tau, arange(n))``. With ``symmetric=True`` the
-    loss is the mean of that and the teacher-anchored direction (rows of :math:`S^\top`).
+    which equals ``cross_entropy(z_s @ z_t.T / tau, arange(n))``. Candidates ``n..m-1`` are
+    extra negatives: e.g. a distributed G-CRD, where each rank's anchors meet the candidates
+    gathered from all ranks (rotated so that the rank's own come first), or memory-bank
+    negatives. With ``symmetric=True`` (``m == n`` only) the loss is the mean of that and the
+    teacher-anchored direction (rows of :math:`S^\top`).
 
     Args:
         z_s: student embeddings ``[n, D]`` (G-CRD feeds L2-normalised projections).
-        z_t: teacher embeddings ``[n, D]``, same ``n``, ``D``, dtype and device.
+        z_t: teacher embeddings ``[m, D]``, ``m >= n``: rows ``0..n-1`` the positives of
+            ``z_s``'s rows, any further rows extra negatives; same ``D``, dtype and device.
         temperature: :math:`\tau > 0` (0.075 in G-CRD, 0.05 with logit KD).
-        symmetric: average both directions.
+        symmetric: average both directions; needs ``m == n`` (an extra candidate has no
+            positive to anchor on).
         precision: tile products in ``"ieee"`` (exact fp32/fp64, default), or on CUDA
             ``"tf32"`` / ``"bf16"`` tensor cores (inputs rounded, fp32 accumulation and
             statistics). CPU accepts only ``"ieee"``.
 
     Returns:
-        A scalar tensor in the inputs' dtype. Gradients flow to ``z_s`` and ``z_t``.
+        A scalar tensor in the inputs' dtype. Gradients flow to ``z_s`` and ``z_t`` (all ``m``
+        rows).
 
-    Memory: O(n·D): the forward keeps one log-sum-exp per row (and per column when symmetric)
-    and the backward recomputes the logit tiles, so no ``n x n`` tensor is formed
+    Memory: O((n + m)·D): the forward keeps one log-sum-exp per row (and per column when
+    symmetric) and the backward recomputes the logit tiles, so no ``n x m`` tensor is formed
     (16,384 nodes would need 1 GB of logits, 169k nodes 115 GB). Scratch on CPU: two
-    256 x 2048 tiles per thread, plus one ``n x D`` gradient partial per thread for ``z_t``.
+    256 x 2048 tiles per thread, plus one ``m x D`` gradient partial per thread for ``z_t``.
 
     Determinism: CPU results are bitwise reproducible for a given number of threads (per-thread
     partials are merged in a fixed order); the CUDA kernels use no atomics.
@@ -254,7 +267,11 @@ def contrastive_loss(z_s: Tensor, z_t: Tensor, temperature: float = 0.075,
         >>> zt = torch.nn.functional.normalize(torch.randn(1000, 256), dim=1)
         >>> loss = contrastive_loss(zs, zt, temperature=0.075)
     """
-    _check_pair("contrastive_loss", z_s, "z_s", z_t, "z_t", same_width=True)
+    _check_pair("contrastive_loss", z_s, "z_s", z_t, "z_t", same_width=True, b_more_rows=True)
+    if symmetric and z_t.size(0) != z_s.size(0):
+        raise ValueError(f"gkd_ext.contrastive_loss: with symmetric=True 'z_t' must have exactly "
+                         f"n = {z_s.size(0)} rows like 'z_s' (the teacher-anchored direction has no "
+                         f"positive for an extra candidate), got {list(z_t.shape)}")
     temperature = float(temperature)
     if not (temperature > 0 and math.isfinite(temperature)):
         raise ValueError(f"gkd_ext.contrastive_loss: 'temperature' must be a finite number > 0, "

@@ -62,8 +62,12 @@ def sddmm_reference(graph: Graph, a: Tensor, b: Tensor, heads: int = 1) -> Tenso
 
 def infonce_dense(z_s: Tensor, z_t: Tensor, temperature: float = 0.075,
                   symmetric: bool = False) -> Tensor:
-    """G-CRD InfoNCE as the seed wrote it: ``n x n`` logits and cross-entropy with targets
-    ``arange(n)`` (student anchors); ``symmetric`` averages it with the teacher-anchored one."""
+    """G-CRD InfoNCE as the seed wrote it: ``n x m`` logits and cross-entropy with targets
+    ``arange(n)`` (student anchors ``[n, D]``, teacher candidates ``[m, D]``, m >= n, the first
+    n the positives); ``symmetric`` (m == n) averages it with the teacher-anchored one."""
+    if z_t.size(0) < z_s.size(0) or (symmetric and z_t.size(0) != z_s.size(0)):
+        raise ValueError(f"infonce_dense: 'z_t' must have {'exactly' if symmetric else 'at least'} "
+                         f"n = {z_s.size(0)} rows, got {list(z_t.shape)}")
     logits = z_s @ z_t.T / temperature
     target = torch.arange(z_s.size(0), device=z_s.device)
     loss = torch.nn.functional.cross_entropy(logits, target)

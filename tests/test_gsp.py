@@ -145,12 +145,12 @@ def test_torch_compile_fullgraph(device):
 def test_low_precision_cuda(device, dtype, kernel):
     """float16/bfloat16 inputs (computed in float32): err(kernel vs fp64 on the same rounded
     inputs) <= 2 err(the dense loss in PyTorch at that precision vs fp64) + eps."""
-    hs, ht = _pair(700, 48, 80, device, torch.float32, scale=0.2)
+    hs, ht = feature_pair(700, 48, 80, device, torch.float32, scale=0.2)
     lo_s, lo_t = hs.detach().to(dtype).requires_grad_(), ht.detach().to(dtype).requires_grad_()
-    got = _both(lambda a, b: gsp_loss(a, b, kernel), lo_s, lo_t)
-    ref = _both(lambda a, b: gsp_dense(a, b, kernel),
+    got = loss_and_grads(lambda a, b: gsp_loss(a, b, kernel), lo_s, lo_t)
+    ref = loss_and_grads(lambda a, b: gsp_dense(a, b, kernel),
                 lo_s.detach().double().requires_grad_(), lo_t.detach().double().requires_grad_())
-    torch_lo = _both(lambda a, b: gsp_dense(a, b, kernel), lo_s, lo_t)
+    torch_lo = loss_and_grads(lambda a, b: gsp_dense(a, b, kernel), lo_s, lo_t)
     assert got[0].dtype == dtype
     for g, r, t in zip(got, ref, torch_lo):
         assert torch.isfinite(g.float()).all()

@@ -3,6 +3,9 @@
 // Inputs in float16/bfloat16 are computed in float32; 'tf32' and 'bf16' precisions compute the
 // logit tiles on tensor cores (WMMA) with fp32 accumulation, everything else in fp32 (fp64 for
 // double inputs). No atomics anywhere: every output element has exactly one writer.
+// Shapes: anchors z_s [n, D], candidates z_t [m, D] with m >= n (m == n when symmetric); the
+// kernels take the rows of their A (nA) and B (nB) separately, since the z_t gradient runs with
+// the roles swapped (A = z_t: m rows, B = z_s: n columns).
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <c10/cuda/CUDAException.h>
@@ -20,7 +23,7 @@ namespace gkd {
 namespace cuda {
 namespace {
 
-// Row log-sum-exps of S = A·Bᵀ (A already scaled by 1/tau).
+// Row log-sum-exps of S = A·Bᵀ (A [nA, D] already scaled by 1/tau, B [nB, D]): lse [nA].
 // Mapping: one block per BM anchor rows, walking all candidate tiles (the FlashAttention
 // forward); thread (ty, tx) keeps the running (max, sum) of its TM rows, replicated over the 16
 // lanes of its half warp, which combine their tile entries by shuffles.
@@ -28,8 +31,8 @@ namespace {
 // every exponent is <= 0 and the result is max + log(sum) without overflow at any temperature.
 template <typename T, Precision P>
 __global__ void __launch_bounds__(kThreads)
-    lse_rows_kernel(const T* __restrict__ A, const T* __restrict__ B, int64_t n, int64_t D,
-                    T* __restrict__ lse) {
+    lse_rows_kernel(const T* __restrict__ A, const T* __restrict__ B, int64_t nA, int64_t nB,
+                    int64_t D, T* __restrict__ lse) {
   constexpr int BM = TileCfg<T>::BM, TM = BM / 16;
   __shared__ __align__(32) T S[BM][BM + 4];
   const int ty = threadIdx.x / 16, tx = threadIdx.x % 16;
@@ -41,8 +44,8 @@ __global__ void __launch_bounds__(kThreads)
     m[i] = neg_inf;
     s[i] = T(0);
   }
-  for (int64_t c0 = 0; c0 < n; c0 += BM) {
-    gram_tile<T, P>(A, B, n, D, r0, c0, S);
+  for (int64_t c0 = 0; c0 < nB; c0 += BM) {
+    gram_tile<T, P>(A, B, nA, nB, D, r0, c0, S);
 #pragma unroll
     for (int i = 0; i < TM; ++i) {
       T x[TM];
@@ -50,10 +53,10 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
       for (int j = 0; j < TM; ++j) {
         const int64_t col = c0 + tx + 16 * j;
-        x[j] = col < n ? S[ty + 16 * i][tx + 16 * j] : neg_inf;
+        x[j] = col < nB ? S[ty + 16 * i][tx + 16 * j] : neg_inf;
         mx = max(mx, x[j]);
       }
-      // Column c0 < n is valid, so the tile maximum is finite.
+      // Column c0 < nB is valid, so the tile maximum is finite.
       const T mnew = max(m[i], row16_max(mx));
       T sum = T(0);
 #pragma unroll
@@ -68,13 +71,14 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
     for (int i = 0; i < TM; ++i) {
       const int64_t row = r0 + ty + 16 * i;
-      if (row < n) lse[row] = m[i] + flog(s[i]);
+      if (row < nA) lse[row] = m[i] + flog(s[i]);
     }
   }
 }
 
 // out[i, f] = Σ_j G'_ij B[j, f] with G'_ij = c·(exp(S_ij - lse_row[i]) + exp(S_ij - lse_col[j])),
-// either term absent when its pointer is null; S = A·Bᵀ recomputed per tile.
+// either term absent when its pointer is null; S = A·Bᵀ recomputed per tile. i < nA (out and
+// lse_row [nA]), j < nB (lse_col [nB]).
 // Mapping: block (x, y) owns BM rows and a slab of NCH·BM output features (Slab, tiles.cuh),
 // kept in registers for the whole walk over candidate tiles and written once (deterministic,
 // no atomics). Per candidate tile the G' tile replaces S in shared memory, then the slab's B rows
@@ -82,8 +86,8 @@ __global__ void __launch_bounds__(kThreads)
 template <typename T, Precision P>
 __global__ void __launch_bounds__(kThreads)
     grad_rows_kernel(const T* __restrict__ A, const T* __restrict__ B,
-                     const T* __restrict__ lse_row, const T* __restrict__ lse_col, int64_t n,
-                     int64_t D, T c, T* __restrict__ out) {
+                     const T* __restrict__ lse_row, const T* __restrict__ lse_col, int64_t nA,
+                     int64_t nB, int64_t D, T c, T* __restrict__ out) {
   constexpr int BM = TileCfg<T>::BM, TM = BM / 16, NCH = TileCfg<T>::NCH;
   __shared__ __align__(32) T S[BM][BM + 4];
   __shared__ __align__(32) T V[BM][BM + 4];
@@ -94,18 +98,18 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
   for (int i = 0; i < TM; ++i) {
     const int64_t row = r0 + ty + 16 * i;
-    lr[i] = (lse_row != nullptr && row < n) ? lse_row[row] : T(0);
+    lr[i] = (lse_row != nullptr && row < nA) ? lse_row[row] : T(0);
   }
   Slab<T> slab;
-  for (int64_t c0 = 0; c0 < n; c0 += BM) {
-    gram_tile<T, P>(A, B, n, D, r0, c0, S);
+  for (int64_t c0 = 0; c0 < nB; c0 += BM) {
+    gram_tile<T, P>(A, B, nA, nB, D, r0, c0, S);
 #pragma unroll
     for (int i = 0; i < TM; ++i) {
 #pragma unroll
       for (int j = 0; j < TM; ++j) {
         const int64_t row = r0 + ty + 16 * i, col = c0 + tx + 16 * j;
         T g = T(0);
-        if (row < n && col < n) {
+        if (row < nA && col < nB) {
           const T x = S[ty + 16 * i][tx + 16 * j];
           if (lse_row != nullptr) g += fexp(x - lr[i]);
           if (lse_col != nullptr) g += fexp(x - lse_col[col]);
@@ -115,14 +119,14 @@ __global__ void __launch_bounds__(kThreads)
       }
     }
     __syncthreads();
-    slab.add(S, V, B, n, D, c0, f0);
+    slab.add(S, V, B, nB, D, c0, f0);
   }
-  slab.store(out, n, D, r0, f0);
+  slab.store(out, nA, D, r0, f0);
 }
 
 template <typename T>
 void launch_lse(const at::Tensor& a, const at::Tensor& b, at::Tensor& lse, Precision P) {
-  const int64_t n = a.size(0), D = a.size(1);
+  const int64_t n = a.size(0), m = b.size(0), D = a.size(1);
   constexpr int BM = TileCfg<T>::BM;
   const dim3 grid((n + BM - 1) / BM);
   auto stream = c10::cuda::getCurrentCUDAStream();
@@ -131,13 +135,13 @@ void launch_lse(const at::Tensor& a, const at::Tensor& b, at::Tensor& lse, Preci
   T* out = lse.data_ptr<T>();
   switch (P) {
     case Precision::kIeee:
-      lse_rows_kernel<T, Precision::kIeee><<<grid, kThreads, 0, stream>>>(ap, bp, n, D, out);
+      lse_rows_kernel<T, Precision::kIeee><<<grid, kThreads, 0, stream>>>(ap, bp, n, m, D, out);
       break;
     case Precision::kTf32:
-      lse_rows_kernel<T, Precision::kTf32><<<grid, kThreads, 0, stream>>>(ap, bp, n, D, out);
+      lse_rows_kernel<T, Precision::kTf32><<<grid, kThreads, 0, stream>>>(ap, bp, n, m, D, out);
       break;
     case Precision::kBf16:
-      lse_rows_kernel<T, Precision::kBf16><<<grid, kThreads, 0, stream>>>(ap, bp, n, D, out);
+      lse_rows_kernel<T, Precision::kBf16><<<grid, kThreads, 0, stream>>>(ap, bp, n, m, D, out);
       break;
   }
   C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -146,7 +150,7 @@ void launch_lse(const at::Tensor& a, const at::Tensor& b, at::Tensor& lse, Preci
 template <typename T>
 void launch_grad(const at::Tensor& a, const at::Tensor& b, const T* lse_row, const T* lse_col,
                  double c, at::Tensor& out, Precision P) {
-  const int64_t n = a.size(0), D = a.size(1);
+  const int64_t n = a.size(0), m = b.size(0), D = a.size(1);
   constexpr int BM = TileCfg<T>::BM, SLAB = BM * TileCfg<T>::NCH;
   const dim3 grid((n + BM - 1) / BM, std::max<int64_t>(1, (D + SLAB - 1) / SLAB));
   auto stream = c10::cuda::getCurrentCUDAStream();
@@ -157,15 +161,15 @@ void launch_grad(const at::Tensor& a, const at::Tensor& b, const T* lse_row, con
   switch (P) {
     case Precision::kIeee:
       grad_rows_kernel<T, Precision::kIeee>
-          <<<grid, kThreads, 0, stream>>>(ap, bp, lse_row, lse_col, n, D, cc, op);
+          <<<grid, kThreads, 0, stream>>>(ap, bp, lse_row, lse_col, n, m, D, cc, op);
       break;
     case Precision::kTf32:
       grad_rows_kernel<T, Precision::kTf32>
-          <<<grid, kThreads, 0, stream>>>(ap, bp, lse_row, lse_col, n, D, cc, op);
+          <<<grid, kThreads, 0, stream>>>(ap, bp, lse_row, lse_col, n, m, D, cc, op);
       break;
     case Precision::kBf16:
       grad_rows_kernel<T, Precision::kBf16>
-          <<<grid, kThreads, 0, stream>>>(ap, bp, lse_row, lse_col, n, D, cc, op);
+          <<<grid, kThreads, 0, stream>>>(ap, bp, lse_row, lse_col, n, m, D, cc, op);
       break;
   }
   C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -176,7 +180,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> infonce_cuda(const at::Tensor& z_
                                                             double temperature, bool symmetric,
                                                             c10::string_view precision) {
   const char* op = "gkd::infonce";
-  const Precision P = check_infonce(op, z_s, z_t, temperature, precision);
+  const Precision P = check_infonce(op, z_s, z_t, temperature, symmetric, precision);
   const c10::cuda::CUDAGuard guard(z_s.device());
   const auto st = stat_dtype(z_s);
   const at::Tensor zs = z_s.to(st).contiguous(), zt = z_t.to(st).contiguous();
@@ -214,10 +218,11 @@ std::tuple<at::Tensor, at::Tensor> infonce_backward_cuda(
     if (need_s) {
       at::Tensor acc = at::empty_like(zs);
       launch_grad<scalar_t>((zs / temperature).contiguous(), zt, lsp, ltp, c, acc, P);
-      out_s = infonce_finish(acc, zt, 1.0 / n, inv_tau, grad, z_s);
+      out_s = infonce_finish(acc, zt.narrow(0, 0, n), 1.0 / n, inv_tau, grad, z_s);
     }
     if (need_t) {
-      // dz_t = G'ᵀ z_s: rows of Sᵀ, where lse_t is the row term and lse_s the column term.
+      // dz_t = G'ᵀ z_s: rows of Sᵀ (m of them, over n columns), where lse_t is the row term
+      // and lse_s the column term; candidate rows >= n get no diagonal term (finish).
       at::Tensor acc = at::empty_like(zt);
       launch_grad<scalar_t>((zt / temperature).contiguous(), zs, ltp, lsp, c, acc, P);
       out_t = infonce_finish(acc, zs, 1.0 / n, inv_tau, grad, z_t);

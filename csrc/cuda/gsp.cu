@@ -32,8 +32,8 @@ struct Models {
   // Both Gram tiles of rows [r0, r0 + BM) x columns [c0, c0 + BM), into shared memory.
   __device__ __forceinline__ void gram_tiles(int64_t r0, int64_t c0, T (*Ks)[BM + 4],
                                              T (*Kt)[BM + 4]) const {
-    gram_tile<T, Precision::kIeee>(xs, xs, n, Ds, r0, c0, Ks);
-    gram_tile<T, Precision::kIeee>(xt, xt, n, Dt, r0, c0, Kt);
+    gram_tile<T, Precision::kIeee>(xs, xs, n, n, Ds, r0, c0, Ks);
+    gram_tile<T, Precision::kIeee>(xt, xt, n, n, Dt, r0, c0, Kt);
   }
 
   // Gram entry -> what the loss reads: the kernel value (cosine, l2, rbf) or the cosine (poly,

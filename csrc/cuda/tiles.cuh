@@ -5,7 +5,8 @@
 // (ty + 16i, tx + 16j), i, j < BM/16, so a warp's 32 threads read 16 consecutive B rows
 // (conflict-free) and two broadcast A rows from shared memory. The feature dimension D is
 // walked in chunks of BK staged in shared memory, transposed so the inner product loop reads
-// both operands along k. Out-of-range rows/columns/features are staged as 0.
+// both operands along k. A has nA rows and B nB (InfoNCE: n anchors, m >= n candidates);
+// out-of-range rows/columns/features are staged as 0.
 #pragma once
 
 #include <c10/macros/Macros.h>
@@ -38,8 +39,8 @@ struct SimtStage {
 // S tile with exact FMAs in T (the 'ieee' precision).
 template <typename T>
 __device__ __forceinline__ void gram_tile_simt(const T* __restrict__ A, const T* __restrict__ B,
-                                               int64_t n, int64_t D, int64_t r0, int64_t c0,
-                                               T (*S)[TileCfg<T>::BM + 4]) {
+                                               int64_t nA, int64_t nB, int64_t D, int64_t r0,
+                                               int64_t c0, T (*S)[TileCfg<T>::BM + 4]) {
   constexpr int BM = TileCfg<T>::BM, BK = TileCfg<T>::BK, TM = BM / 16;
   __shared__ SimtStage<T> st;
   const int tid = threadIdx.x, ty = tid / 16, tx = tid % 16;
@@ -52,8 +53,8 @@ __device__ __forceinline__ void gram_tile_simt(const T* __restrict__ A, const T*
     for (int idx = tid; idx < BM * BK; idx += kThreads) {
       const int r = idx / BK, k = idx % BK;
       const int64_t gk = k0 + k, ga = r0 + r, gb = c0 + r;
-      st.a[k][r] = (ga < n && gk < D) ? A[ga * D + gk] : T(0);
-      st.b[k][r] = (gb < n && gk < D) ? B[gb * D + gk] : T(0);
+      st.a[k][r] = (ga < nA && gk < D) ? A[ga * D + gk] : T(0);
+      st.b[k][r] = (gb < nB && gk < D) ? B[gb * D + gk] : T(0);
     }
     __syncthreads();
 #pragma unroll
@@ -92,8 +93,9 @@ struct WmmaStage {
 // reads the B chunk as a column-major K×N matrix, which is the row-major B rows as stored.
 template <bool BF16>
 __device__ __forceinline__ void gram_tile_wmma(const float* __restrict__ A,
-                                               const float* __restrict__ B, int64_t n, int64_t D,
-                                               int64_t r0, int64_t c0, float (*S)[64 + 4]) {
+                                               const float* __restrict__ B, int64_t nA, int64_t nB,
+                                               int64_t D, int64_t r0, int64_t c0,
+                                               float (*S)[64 + 4]) {
   using namespace nvcuda;
   constexpr int BK = 16;
   using E = typename std::conditional<BF16, __nv_bfloat16, float>::type;
@@ -109,8 +111,8 @@ __device__ __forceinline__ void gram_tile_wmma(const float* __restrict__ A,
     for (int idx = tid; idx < 64 * BK; idx += kThreads) {
       const int r = idx / BK, k = idx % BK;
       const int64_t gk = k0 + k, ga = r0 + r, gb = c0 + r;
-      const float va = (ga < n && gk < D) ? A[ga * D + gk] : 0.0f;
-      const float vb = (gb < n && gk < D) ? B[gb * D + gk] : 0.0f;
+      const float va = (ga < nA && gk < D) ? A[ga * D + gk] : 0.0f;
+      const float vb = (gb < nB && gk < D) ? B[gb * D + gk] : 0.0f;
       if constexpr (BF16) {
         st.a[r][k] = __float2bfloat16(va);
         st.b[r][k] = __float2bfloat16(vb);
@@ -147,18 +149,19 @@ __device__ __forceinline__ void gram_tile_wmma(const float* __restrict__ A,
 
 // Dispatch on the precision; tensor cores for float only.
 template <typename T, Precision P>
-__device__ __forceinline__ void gram_tile(const T* A, const T* B, int64_t n, int64_t D, int64_t r0,
-                                          int64_t c0, T (*S)[TileCfg<T>::BM + 4]) {
+__device__ __forceinline__ void gram_tile(const T* A, const T* B, int64_t nA, int64_t nB,
+                                          int64_t D, int64_t r0, int64_t c0,
+                                          T (*S)[TileCfg<T>::BM + 4]) {
   if constexpr (P == Precision::kIeee || !std::is_same<T, float>::value) {
-    gram_tile_simt<T>(A, B, n, D, r0, c0, S);
+    gram_tile_simt<T>(A, B, nA, nB, D, r0, c0, S);
   } else {
-    gram_tile_wmma<P == Precision::kBf16>(A, B, n, D, r0, c0, S);
+    gram_tile_wmma<P == Precision::kBf16>(A, B, nA, nB, D, r0, c0, S);
   }
 }
 
 // One block's slab of a gradient M = W·X over the candidate tiles: rows [r0, r0 + BM) and
-// features [f0, f0 + NCH·BM) of M, where W [n, n] is formed tile by tile (never stored) and
-// X is [n, D]. Thread (ty, tx) holds M's entries (ty + 16i, f0 + ch·BM + tx + 16j) in registers
+// features [f0, f0 + NCH·BM) of M, where W [rows, n] is formed tile by tile (never stored) and
+// X is [n, D] (n: the candidates, add's bound; store's n: the rows of M). Thread (ty, tx) holds M's entries (ty + 16i, f0 + ch·BM + tx + 16j) in registers
 // for the whole walk and writes them once, so no other block touches them (no atomics).
 template <typename T>
 struct Slab {

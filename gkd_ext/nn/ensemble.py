@@ -2,7 +2,7 @@
 can then serve as the teacher of any method."""
 from __future__ import annotations
 
-from typing import Any, Dict, Hashable, List, Sequence, Tuple
+from typing import Any, Hashable, List, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -18,21 +18,16 @@ def mean_probability_logits(logits: Sequence[torch.Tensor]) -> torch.Tensor:
 
 
 class Ensemble(GraphModel):
-    """The mean class probability of ``members`` (model specs as dicts of
-    :class:`~gkd_ext.train.ModelSpec` fields, built with :func:`build_model`). ``forward``
-    returns the log of that mean as logits and, as hidden outputs, the members' hidden layers
-    concatenated layer by layer (up to the shallowest member's depth)."""
+    """The mean class probability of ``members`` (built models; ``build_model("ensemble",
+    members=[spec dicts])`` builds them from :class:`~gkd_ext.train.ModelSpec` fields).
+    ``forward`` returns the log of that mean as logits and, as hidden outputs, the members'
+    hidden layers concatenated layer by layer (up to the shallowest member's depth)."""
 
-    def __init__(self, in_dim: int, hidden: int, out_dim: int, num_layers: int = 2,
-                 dropout: float = 0.0, members: Sequence[Dict[str, Any]] = ()):
+    def __init__(self, members: Sequence[GraphModel]):
         super().__init__()
-        from .models import build_model
         if len(members) < 1:
             raise ValueError("Ensemble: 'members' must list at least one model spec")
-        self.members = nn.ModuleList(
-            build_model(m["arch"], in_dim, m["hidden"], out_dim, num_layers=m["layers"],
-                        heads=m.get("heads"), dropout=m.get("dropout"), **m.get("options", {}))
-            for m in members)
+        self.members = nn.ModuleList(members)
         depth = min(len(m.hidden_dims) for m in self.members)
         self._hidden_dims = [sum(m.hidden_dims[i] for m in self.members) for i in range(depth)]
 

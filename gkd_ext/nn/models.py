@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import inspect
-from typing import Optional
+from typing import Any, Dict, Optional, Sequence
 
 from .base import GraphModel
 from .ensemble import Ensemble
@@ -13,7 +13,18 @@ from .gin import GIN
 from .mlp import MLP
 from .sage import GraphSAGE
 
-# canonical name -> (class, extra constructor defaults); aliases map onto these.
+
+def ensemble_of_specs(in_dim: int, hidden: int, out_dim: int, num_layers: int = 2,
+                      dropout: float = 0.0, members: Sequence[Dict[str, Any]] = ()) -> Ensemble:
+    """An :class:`Ensemble` of ``members``, model specs as dicts of
+    :class:`~gkd_ext.train.ModelSpec` fields (what a saved ensemble records); ``hidden``,
+    ``num_layers`` and ``dropout`` are the members' own."""
+    return Ensemble([build_model(m["arch"], in_dim, m["hidden"], out_dim, num_layers=m["layers"],
+                                 heads=m.get("heads"), dropout=m.get("dropout"),
+                                 **m.get("options", {})) for m in members])
+
+
+# canonical name -> (class or builder, extra constructor defaults); aliases map onto these.
 _MODELS = {
     "gcn": (GCN, {}),
     "gat": (GAT, {}),
@@ -21,7 +32,7 @@ _MODELS = {
     "sage-pool": (GraphSAGE, {"aggr": "pool"}),
     "gin": (GIN, {}),
     "mlp": (MLP, {}),
-    "ensemble": (Ensemble, {}),
+    "ensemble": (ensemble_of_specs, {}),
     "spatufg": (SpatUFG, {}),
     "fmlp-o": (FMLP, {"single": False}),
     "fmlp-s": (FMLP, {"single": True}),
@@ -72,7 +83,7 @@ def build_model(name: str, in_dim: int, hidden: int, out_dim: int, num_layers: i
         args["dropout"] = dropout
     if cls is GAT and heads is not None:
         args["heads"] = heads
-    accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    accepted = set(inspect.signature(cls).parameters)
     unknown = sorted(set(args) - accepted)
     if unknown:
         raise ValueError(f"build_model: {key} takes no option(s) {unknown}; it takes "

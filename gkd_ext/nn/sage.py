@@ -1,8 +1,6 @@
 """GraphSAGE (Hamilton et al.) with mean and max-pool aggregators on gkd_ext.spmm."""
 from __future__ import annotations
 
-
-
 import torch
 from torch import nn
 import torch.nn.functional as F
@@ -10,7 +8,7 @@ import torch.nn.functional as F
 from ..functional import spmm
 from ..graph import Graph
 from .base import ConvStack, plain_graph
-from .functional import dense_features
+from .functional import dense_features, feature_linear
 
 _AGGRS = ("mean", "pool")
 
@@ -37,18 +35,21 @@ class SAGEConv(nn.Module):
         self.bias = nn.Parameter(torch.zeros(out_dim)) if bias else None
 
     def forward(self, graph: Graph, x: torch.Tensor) -> torch.Tensor:
-        x = dense_features(x)   # rows are indexed and aggregated as they are
+        # Project first when that shrinks the rows the sparse pass reads; a sparse CSR x then
+        # stays sparse (both projections are products over its pattern, never a dense N x F).
+        project_first = self.aggr == "mean" and self.out_dim < self.in_dim
+        square = graph.num_dst == x.size(0)
+        if not (project_first and square):
+            x = dense_features(x)   # rows are indexed and aggregated as they are
         ones = torch.ones(graph.num_edges, dtype=x.dtype, device=x.device)
-        if self.aggr == "mean":
-            # Project first when that shrinks the rows the sparse pass reads.
-            if self.out_dim < self.in_dim:
-                out = spmm(graph, self.lin_l(x), ones, reduce="mean")
-            else:
-                out = self.lin_l(spmm(graph, x, ones, reduce="mean"))
+        if project_first:
+            out = spmm(graph, feature_linear(self.lin_l, x), ones, reduce="mean")
+        elif self.aggr == "mean":
+            out = self.lin_l(spmm(graph, x, ones, reduce="mean"))
         else:
             out = self.lin_l(spmm(graph, F.relu(self.pool(x)), ones, reduce="max"))
         if self.lin_r is not None:
-            out = out + self.lin_r(x[: graph.num_dst])
+            out = out + feature_linear(self.lin_r, x if square else x[: graph.num_dst])
         return out if self.bias is None else out + self.bias
 
 

@@ -11,6 +11,7 @@ from .config import ModelSpec, OptimConfig, option  # noqa: F401
 from .fit import Fitted, Tracker, fit, obtain_teacher  # noqa: F401
 from .method import (JOINT, METHODS, ROUND_ROBIN, Method, Output, Role, Setup, Slot,  # noqa: F401
                      get_method, make_method, method_names, register_method)
+from . import methods  # noqa: F401,E402  (registers the built-in methods; after .method)
 from .metrics import METRICS, accuracy, get_metric, micro_f1, roc_auc  # noqa: F401
 from .tasks import (Batch, DataConfig, GraphTask, InductiveNodeTask, NodeTask, Split, Task,  # noqa: F401
                     build_tasks, inductive_holdout, observed_subgraph)

@@ -1,0 +1,127 @@
+"""Losses over a batch split across processes (``torch.distributed``: gloo on CPUs, NCCL on
+GPUs), exactly equal to the single-process loss over the whole batch.
+
+A contrastive loss compares every anchor with every candidate of the batch, so a rank that holds
+only its own rows must see the others' candidates. :func:`gather_rows` is an all-gather that
+carries gradients back to the rank that owns each row; :func:`contrastive_loss` meets each
+rank's anchors with all ranks' candidates through it (local rows against gathered columns), so
+memory per rank is O(N·D) for N rows in all, never N x N.
+
+Gradient convention: DistributedDataParallel averages parameter gradients over the P ranks, so
+each rank's loss is scaled to make that average the gradient of the global loss (for equal
+shards this is each rank's own mean, as usual). The value returned is the global loss on
+every rank, for logging.
+"""
+from __future__ import annotations
+
+from typing import List, Tuple
+
+import torch
+import torch.distributed as dist
+
+from .functional import contrastive_loss as _contrastive_loss
+
+Tensor = torch.Tensor
+
+
+def _world(group) -> Tuple[int, int]:
+    if not (dist.is_available() and dist.is_initialized()):
+        raise RuntimeError("gkd_ext.distributed: torch.distributed is not initialised; call "
+                           "torch.distributed.init_process_group first (torchrun does the "
+                           "rendezvous), or use the single-process gkd_ext losses")
+    return dist.get_rank(group), dist.get_world_size(group)
+
+
+def _row_counts(n: int, device: torch.device, group) -> List[int]:
+    _, world = _world(group)
+    mine = torch.tensor([n], dtype=torch.long, device=device)
+    counts = [torch.zeros_like(mine) for _ in range(world)]
+    dist.all_gather(counts, mine, group=group)
+    return [int(c) for c in counts]
+
+
+class _GatherRows(torch.autograd.Function):
+    """All ranks' rows, concatenated in rank order; the backward sums, over the ranks, the
+    gradients that reach each row and hands every rank those of its own rows."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, counts: List[int], group) -> Tensor:
+        rank, _ = _world(group)
+        ctx.counts, ctx.rank, ctx.group = counts, rank, group
+        width = max(counts)   # all_gather wants equal shapes: pad to the longest shard
+        padded = x.new_zeros((width,) + tuple(x.shape[1:]))
+        padded[: x.size(0)] = x
+        parts = [torch.empty_like(padded) for _ in counts]
+        dist.all_gather(parts, padded.contiguous(), group=group)
+        return torch.cat([p[:c] for p, c in zip(parts, counts)])
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM, group=ctx.group)
+        start = sum(ctx.counts[: ctx.rank])
+        return grad[start: start + ctx.counts[ctx.rank]], None, None
+
+
+def gather_rows(x: Tensor, group=None) -> Tuple[Tensor, List[int]]:
+    """Every rank's ``x [n_r, ...]`` concatenated in rank order ``[sum n_r, ...]``, with the
+    row counts ``n_r``. Differentiable: the gradient of a row returns to the rank that owns it,
+    summed over the ranks that used it. Ranks may hold different numbers of rows."""
+    counts = _row_counts(x.size(0), x.device, group)
+    return _GatherRows.apply(x, counts, group), counts
+
+
+def _others_first(local: Tensor, gathered: Tensor, counts: List[int], rank: int) -> Tensor:
+    """The candidates with this rank's own rows first (so anchor i's positive is candidate i):
+    the local tensor itself, then the other ranks' rows from the gather."""
+    start = sum(counts[:rank])
+    return torch.cat([local, gathered[:start], gathered[start + counts[rank]:]])
+
+
+def contrastive_loss(z_s: Tensor, z_t: Tensor, temperature: float = 0.075,
+                     symmetric: bool = False, precision: str = "ieee", group=None) -> Tensor:
+    r""":func:`gkd_ext.contrastive_loss` (G-CRD's tiled InfoNCE) over the batch all ranks hold
+    together: each rank passes its own rows ``z_s [n_r, D]``, ``z_t [n_r, D]``; the positive of
+    an anchor is its own row's candidate, every other rank's row a negative:
+
+    .. math:: L = \frac1N \sum_{i} \Big[\log \sum_{j} e^{z_s[i]\cdot z_t[j]/\tau}
+              - z_s[i]\cdot z_t[i]/\tau\Big], \quad N = \textstyle\sum_r n_r
+
+    (and with ``symmetric`` the mean of that and the teacher-anchored direction). Gradients
+    reach every rank's ``z_s`` and ``z_t`` (the teacher's projection head is trainable, so the
+    gathered candidates carry gradients back), scaled so that DistributedDataParallel's
+    average over ranks is the gradient of L; the value returned is L itself on every rank.
+    Every rank must call it (it communicates). Memory per rank O(N·D).
+
+    Example (under ``torchrun``)::
+
+        loss = gkd_ext.distributed.contrastive_loss(z_s_local, z_t_local, 0.075)
+        loss.backward()   # inside DDP: parameter gradients equal the single-process ones
+    """
+    if z_s.shape != z_t.shape or z_s.dim() != 2:
+        raise ValueError(f"gkd_ext.distributed.contrastive_loss: 'z_s' and 'z_t' must be 2-D of "
+                         f"one shape [n_r, D], got {list(z_s.shape)} and {list(z_t.shape)}")
+    rank, world = _world(group)
+    cand_t, counts = gather_rows(z_t, group)
+    total = sum(counts)
+    if total == 0:
+        raise ValueError("gkd_ext.distributed.contrastive_loss: no rank holds any row")
+    # Each rank's anchors against all candidates, as a sum over its anchors (a mean times n_r).
+    if z_s.size(0):
+        local = _contrastive_loss(z_s, _others_first(z_t, cand_t, counts, rank), temperature,
+                                  precision=precision) * z_s.size(0)
+    if symmetric:
+        cand_s, _ = gather_rows(z_s, group)
+        if z_s.size(0):
+            back = _contrastive_loss(z_t, _others_first(z_s, cand_s, counts, rank),
+                                     temperature, precision=precision) * z_s.size(0)
+            local = 0.5 * (local + back)
+    if z_s.size(0) == 0:
+        # No rows here, but the backward's all-reduce must still run on every rank (the
+        # others wait for it): keep the gathered candidates in this rank's graph.
+        local = cand_t.sum() * 0 + (cand_s.sum() * 0 if symmetric else 0)
+    scaled = local * (world / total)
+    value = local.detach().clone()
+    dist.all_reduce(value, op=dist.ReduceOp.SUM, group=group)
+    # The global value, with the gradients of this rank's scaled share.
+    return scaled + (value / total - scaled).detach()

@@ -1,0 +1,71 @@
+"""One rank of a multi-process test case (tests/test_distributed.py starts one process per
+rank with gloo on the CPU and compares what the ranks save with the single-process result).
+
+    python tests/dist_worker.py RANK WORLD INIT_FILE OUT_DIR CASES_JSON
+
+CASES_JSON is a list of ``[name, {key: value}]``: the cases run in one process group, one
+after the other (starting processes is the slow part), and rank r saves
+``OUT_DIR/rank<r>.pt``: one result per case, in order.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import torch
+import torch.distributed as dist
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import gkd_ext  # noqa: E402
+import gkd_ext.distributed as gdist  # noqa: E402
+
+
+def shard(counts, rank):
+    """The rows rank ``rank`` holds when rank r holds ``counts[r]`` consecutive rows."""
+    start = sum(counts[:rank])
+    return slice(start, start + counts[rank])
+
+
+def global_embeddings(n, d, seed):
+    g = torch.Generator().manual_seed(seed)
+    z_s = torch.nn.functional.normalize(torch.randn(n, d, generator=g, dtype=torch.float64), dim=1)
+    z_t = torch.nn.functional.normalize(torch.randn(n, d, generator=g, dtype=torch.float64), dim=1)
+    return z_s, z_t
+
+
+def case_infonce(rank, world, args):
+    """The distributed InfoNCE on this rank's rows: loss, and the gradients of its rows."""
+    counts = list(args["counts"])
+    z_s, z_t = global_embeddings(sum(counts), args.get("d", 16), args.get("seed", 0))
+    rows = shard(counts, rank)
+    zs, zt = z_s[rows].clone().requires_grad_(), z_t[rows].clone().requires_grad_()
+    with gkd_ext.use_impl(args.get("impl", "fused")):
+        loss = gdist.contrastive_loss(zs, zt, args.get("tau", 0.1),
+                                      symmetric=args.get("symmetric", False))
+    loss.backward()
+    # A rank without rows has no gradient to receive (None); compare it as an empty one.
+    empty = torch.zeros_like(zs) if zs.size(0) == 0 else None
+    return {"loss": loss.detach(), "grad_s": zs.grad if zs.grad is not None else empty,
+            "grad_t": zt.grad if zt.grad is not None else empty}
+
+
+CASES = {"infonce": case_infonce}
+
+
+def main() -> None:
+    rank, world, init_file, out_dir, cases = sys.argv[1:6]
+    rank, world = int(rank), int(world)
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank,
+                            world_size=world)
+    try:
+        results = [CASES[name](rank, world, args) for name, args in json.loads(cases)]
+        torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""Multi-process pieces on the CPU with gloo: the ranks run as separate processes
+(tests/dist_worker.py, all cases of a module in one process group, since starting processes is
+the slow part) and their results are compared with the single-process computation on the
+whole batch."""
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import gkd_ext
+import gkd_ext.distributed as gdist
+from gkd_ext.reference import infonce_dense
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from dist_worker import global_embeddings, shard  # noqa: E402
+
+WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dist_worker.py")
+TIMEOUT_S = 180
+WORLD = 2
+
+
+def run_ranks(folder, world, cases):
+    """Run ``cases`` (``[(name, args)]``) on ``world`` ranks; every rank must exit 0 within the
+    time limit. Returns ``results[rank][case]``."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    procs = [subprocess.Popen([sys.executable, WORKER, str(r), str(world),
+                               str(folder / "rendezvous"), str(folder), json.dumps(cases)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+             for r in range(world)]
+    outputs = []
+    try:
+        for p in procs:
+            out, _ = p.communicate(timeout=TIMEOUT_S)
+            outputs.append(out.decode(errors="replace"))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    for r, (p, out) in enumerate(zip(procs, outputs)):
+        assert p.returncode == 0, f"rank {r} exited {p.returncode}:\n{out[-3000:]}"
+    return [torch.load(folder / f"rank{r}.pt", weights_only=True) for r in range(world)]
+
+
+INFONCE = [{"counts": counts, "symmetric": sym, "impl": impl, "tau": 0.1}
+           for counts, sym, impl in itertools.product([(6, 6), (5, 9), (0, 7)], (False, True),
+                                                      ("fused", "reference"))]
+
+
+@pytest.fixture(scope="module")
+def infonce_ranks(tmp_path_factory):
+    return run_ranks(tmp_path_factory.mktemp("infonce"), WORLD,
+                     [("infonce", args) for args in INFONCE])
+
+
+@pytest.mark.parametrize("i", range(len(INFONCE)),
+                         ids=[f"{c['counts']}-{'sym' if c['symmetric'] else 'one-way'}-"
+                              f"{c['impl']}" for c in INFONCE])
+def test_infonce_equals_the_single_process_loss(infonce_ranks, i):
+    args = INFONCE[i]
+    counts, tau, symmetric = args["counts"], args["tau"], args["symmetric"]
+    z_s, z_t = (z.requires_grad_() for z in global_embeddings(sum(counts), 16, 0))
+    loss = gkd_ext.contrastive_loss(z_s, z_t, tau, symmetric)
+    loss.backward()
+    torch.testing.assert_close(loss.detach(), infonce_dense(z_s.detach(), z_t.detach(), tau,
+                                                            symmetric))
+    for r, ranks in enumerate(infonce_ranks):
+        got = ranks[i]
+        torch.testing.assert_close(got["loss"], loss.detach())   # the global value everywhere
+        rows = shard(list(counts), r)
+        # DDP averages over the ranks, so each rank's gradients are WORLD x the global ones.
+        torch.testing.assert_close(got["grad_s"] / WORLD, z_s.grad[rows])
+        torch.testing.assert_close(got["grad_t"] / WORLD, z_t.grad[rows])
+
+
+def test_without_a_process_group_the_error_says_so():
+    with pytest.raises(RuntimeError, match="not initialised"):
+        gdist.contrastive_loss(torch.randn(3, 4), torch.randn(3, 4))
