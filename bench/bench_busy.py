@@ -38,17 +38,14 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch import nn  # noqa: E402
 
 from common import metadata, relative, try_import_pyg  # noqa: E402
-from bench_train import copy_weights, eval_check, make_step  # noqa: E402
+from bench_train import copy_weights, eval_check, make_step, pyg_model  # noqa: E402
 
 import gkd_ext  # noqa: E402
 from gkd_ext.data import bundled_cora  # noqa: E402
 from gkd_ext.data.shchur import per_class_split  # noqa: E402
 from gkd_ext.nn import build_model  # noqa: E402
-from gkd_ext.nn.functional import feature_dropout  # noqa: E402
 from gkd_ext.reference import lsp_reference_pyg  # noqa: E402
 
 CASES = ("gat", "gcn+lsp")
@@ -86,39 +83,6 @@ class BusyCore:
             self.proc.kill()
 
 
-def pyg_model(case: str, ours: nn.Module, in_dim: int, out_dim: int) -> nn.Module:
-    """The PyG model with gkd_ext's layer widths, dropout and activations."""
-    from torch_geometric.nn import GATConv, GCNConv
-
-    class Stack(nn.Module):
-        def __init__(self, convs, dropout, activation):
-            super().__init__()
-            self.convs, self.dropout, self.activation = nn.ModuleList(convs), dropout, activation
-
-        def forward(self, edge_index, x):
-            hidden = []
-            for i, conv in enumerate(self.convs):
-                x = feature_dropout(x, self.dropout, self.training)  # CSR too
-                x = conv(x, edge_index)
-                if i < len(self.convs) - 1:
-                    hidden.append(x)
-                    x = self.activation(x)
-            return x, hidden
-
-    if case == "gat":
-        convs, d = [], in_dim
-        for conv in ours.convs:
-            last = conv is ours.convs[-1]
-            convs.append(GATConv(d, conv.out_dim, heads=conv.heads, concat=not last,
-                                 dropout=conv.attn_dropout, add_self_loops=False,
-                                 negative_slope=conv.negative_slope))
-            d = conv.out_dim * conv.heads
-        return Stack(convs, ours.dropout, F.elu)
-    dims = [in_dim, GCN_HIDDEN, out_dim]
-    return Stack([GCNConv(a, b, cached=True) for a, b in zip(dims[:-1], dims[1:])],
-                 ours.dropout, torch.relu)
-
-
 def build_steps(case: str, data, x, y, train_idx, teacher_h, with_pyg: bool):
     """{impl: step} for one case, the PyG model checked against gkd_ext's in eval mode."""
     graph = data.graph
@@ -136,7 +100,7 @@ def build_steps(case: str, data, x, y, train_idx, teacher_h, with_pyg: bool):
     step, loss_ours = make_step(model.parameters(), lambda: model(inputs, x), y, train_idx, kd_ours)
     steps = {"gkd_ext": step}
     if with_pyg:
-        theirs = pyg_model(case, model, feats, classes)
+        theirs = pyg_model("gat" if case == "gat" else "gcn", model, feats)
         copy_weights(model, theirs)
         edge_index = inputs.edge_index if case == "gat" else graph.edge_index
         step_pyg, loss_pyg = make_step(theirs.parameters(), lambda: theirs(edge_index, x), y,

@@ -44,6 +44,7 @@ from common import Bench, parser, relative, try_import_pyg  # noqa: E402
 import gkd_ext  # noqa: E402
 from gkd_ext.data import csbm  # noqa: E402
 from gkd_ext.nn import build_model  # noqa: E402
+from gkd_ext.nn.functional import feature_dropout  # noqa: E402
 from gkd_ext.reference import lsp_reference_pyg  # noqa: E402
 
 # name: (nodes, classes, features, average degree (directed edges per node), homophily)
@@ -56,41 +57,42 @@ CASES = ("gcn", "gat", "gcn+lsp")
 HIDDEN, GAT_HIDDEN, GAT_HEADS, BETA = 64, 8, 8, 1.0
 
 
-def pyg_models():
-    """PyG versions of gkd_ext's GCN and GAT (same layers, dropout, activations and weight
-    layout), built only when torch_geometric is importable."""
+class PygStack(nn.Module):
+    """A stack of PyG convolutions with gkd_ext's dropout (dense or CSR input) and activation
+    between layers; returns the logits and the hidden layers, as gkd_ext's models do."""
+
+    def __init__(self, convs, dropout, activation):
+        super().__init__()
+        self.convs, self.dropout, self.activation = nn.ModuleList(convs), dropout, activation
+
+    def forward(self, edge_index, x):
+        hidden = []
+        for i, conv in enumerate(self.convs):
+            x = feature_dropout(x, self.dropout, self.training)
+            x = conv(x, edge_index)
+            if i < len(self.convs) - 1:
+                hidden.append(x)
+                x = self.activation(x)
+        return x, hidden
+
+
+def pyg_model(arch: str, ours: nn.Module, in_dim: int) -> nn.Module:
+    """The PyG version of gkd_ext's GCN or GAT ``ours``: the same layer widths, heads, dropout,
+    activations and weight layout (see copy_weights)."""
     from torch_geometric.nn import GATConv, GCNConv
 
-    class PygStack(nn.Module):
-        def __init__(self, convs, dropout, activation):
-            super().__init__()
-            self.convs, self.dropout, self.activation = nn.ModuleList(convs), dropout, activation
-
-        def forward(self, edge_index, x):
-            hidden = []
-            for i, conv in enumerate(self.convs):
-                x = F.dropout(x, self.dropout, self.training)
-                x = conv(x, edge_index)
-                if i < len(self.convs) - 1:
-                    hidden.append(x)
-                    x = self.activation(x)
-            return x, hidden
-
-    def gcn(model, in_dim, out_dim):
-        dims = [in_dim, HIDDEN, out_dim]
-        return PygStack([GCNConv(a, b, cached=True) for a, b in zip(dims[:-1], dims[1:])],
-                        model.dropout, torch.relu)
-
-    def gat(model, in_dim, out_dim):
-        first, last = model.convs[0], model.convs[-1]
-        convs = [GATConv(in_dim, GAT_HIDDEN, heads=GAT_HEADS, concat=True, dropout=first.attn_dropout,
-                         add_self_loops=False, negative_slope=first.negative_slope),
-                 GATConv(GAT_HIDDEN * GAT_HEADS, out_dim, heads=last.heads, concat=False,
-                         dropout=last.attn_dropout, add_self_loops=False,
-                         negative_slope=last.negative_slope)]
-        return PygStack(convs, model.dropout, F.elu)
-
-    return {"gcn": gcn, "gat": gat}
+    if arch == "gat":
+        convs, d = [], in_dim
+        for conv in ours.convs:
+            last = conv is ours.convs[-1]
+            convs.append(GATConv(d, conv.out_dim, heads=conv.heads, concat=not last,
+                                 dropout=conv.attn_dropout, add_self_loops=False,
+                                 negative_slope=conv.negative_slope))
+            d = conv.out_dim * conv.heads
+        return PygStack(convs, ours.dropout, F.elu)
+    dims = [in_dim] + [conv.lin.out_features for conv in ours.convs]
+    return PygStack([GCNConv(a, b, cached=True) for a, b in zip(dims[:-1], dims[1:])],
+                    ours.dropout, torch.relu)
 
 
 def copy_weights(ours: nn.Module, theirs: nn.Module) -> None:
@@ -175,7 +177,6 @@ def main() -> None:
     bench.meta.update(preset=preset, nodes=n, edges=graph.num_edges, features=feats, classes=classes)
 
     bench.meta["torch_geometric"] = getattr(pyg, "__version__", None)
-    builders = pyg_models() if pyg is not None else None
     no_pyg = "torch_geometric is not installed (pip install torch-geometric)"
     torch.manual_seed(args.seed)
 
@@ -197,11 +198,11 @@ def main() -> None:
             kd_pyg = lambda h: lsp_reference_pyg(graph, h, teacher_h, "rbf", "edge_mean")  # noqa: E731
         step, loss_ours = make_step(model.parameters(), lambda: model(inputs, x), y, train_idx, kd_ours)
         label = f"{preset} {case} step"
-        if builders is None:
+        if pyg is None:
             bench.add(label, "gkd_ext", step, note="unchecked: no PyG model to compare with")
             bench.skip(label, "PyG" + (" + unfused LSP" if kd_pyg else ""), no_pyg, baseline=True)
             continue
-        theirs = builders[arch](model, feats, classes).to(dev)
+        theirs = pyg_model(arch, model, feats).to(dev)
         copy_weights(model, theirs)
         # GCNConv normalises (self-loops, symmetric norm) itself and caches it; GAT gets the
         # self-loop graph that gkd_ext's prepare built, as PyG users add self-loops once.
