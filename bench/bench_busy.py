@@ -40,13 +40,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch  # noqa: E402
 
 from common import metadata, relative, try_import_pyg  # noqa: E402
-from bench_train import copy_weights, eval_check, make_step, pyg_model  # noqa: E402
+from bench_train import copy_weights, eval_check, lsp_kd, make_step, pyg_model  # noqa: E402
 
-import gkd_ext  # noqa: E402
 from gkd_ext.data import bundled_cora  # noqa: E402
 from gkd_ext.data.shchur import per_class_split  # noqa: E402
 from gkd_ext.nn import build_model  # noqa: E402
-from gkd_ext.reference import lsp_reference_pyg  # noqa: E402
 
 CASES = ("gat", "gcn+lsp")
 GAT_LAYERS, GAT_HIDDEN, GAT_HEADS, GCN_HIDDEN, BETA = 3, 8, 8, 64, 1.0
@@ -93,10 +91,7 @@ def build_steps(case: str, data, x, y, train_idx, teacher_h, with_pyg: bool):
     else:
         model = build_model("gcn", feats, GCN_HIDDEN, classes)
     inputs = model.prepare(graph)
-    kd_ours = kd_pyg = None
-    if case == "gcn+lsp":
-        kd_ours = lambda h: gkd_ext.lsp_loss(graph, h, teacher_h, "rbf", "edge_mean")  # noqa: E731
-        kd_pyg = lambda h: lsp_reference_pyg(graph, h, teacher_h, "rbf", "edge_mean")  # noqa: E731
+    kd_ours, kd_pyg = lsp_kd(graph, teacher_h) if case == "gcn+lsp" else (None, None)
     step, loss_ours = make_step(model.parameters(), lambda: model(inputs, x), y, train_idx, kd_ours)
     steps = {"gkd_ext": step}
     if with_pyg:

@@ -95,6 +95,13 @@ def pyg_model(arch: str, ours: nn.Module, in_dim: int) -> nn.Module:
                     ours.dropout, torch.relu)
 
 
+def lsp_kd(graph, teacher_h):
+    """The KD term of the gcn+lsp step on a student's hidden layer ``h``: gkd_ext's fused LSP,
+    and the unfused PyG-style one."""
+    return (lambda h: gkd_ext.lsp_loss(graph, h, teacher_h, "rbf", "edge_mean"),
+            lambda h: lsp_reference_pyg(graph, h, teacher_h, "rbf", "edge_mean"))
+
+
 def copy_weights(ours: nn.Module, theirs: nn.Module) -> None:
     """gkd_ext's conv weights into the PyG model (same names and layouts: lin.weight, bias,
     att_src, att_dst); any shape difference is an error, never a broadcast."""
@@ -192,10 +199,7 @@ def main() -> None:
         model = build_model(arch, feats, GAT_HIDDEN if arch == "gat" else HIDDEN, classes,
                             heads=GAT_HEADS).to(dev)
         inputs = model.prepare(graph)
-        kd_ours = kd_pyg = None
-        if case == "gcn+lsp":
-            kd_ours = lambda h: gkd_ext.lsp_loss(graph, h, teacher_h, "rbf", "edge_mean")  # noqa: E731
-            kd_pyg = lambda h: lsp_reference_pyg(graph, h, teacher_h, "rbf", "edge_mean")  # noqa: E731
+        kd_ours, kd_pyg = lsp_kd(graph, teacher_h) if case == "gcn+lsp" else (None, None)
         step, loss_ours = make_step(model.parameters(), lambda: model(inputs, x), y, train_idx, kd_ours)
         label = f"{preset} {case} step"
         if pyg is None:
