@@ -18,7 +18,8 @@ mkdir -p "$SHIM/c10/cuda/impl"
 shopt -s nullglob
 files=(csrc/cuda/*.cu)
 [ ${#files[@]} -gt 0 ] || { echo "compile_cuda: no .cu files under csrc/cuda" >&2; exit 1; }
-for f in "${files[@]}"; do
+compile_one() {
+  local f=$1
   echo "nvcc (sm_80, sm_90, compile only): $f"
   if ! "$NVCC" -c "$f" -o "$SHIM/$(basename "$f").o" -std=c++20 -O3 --expt-relaxed-constexpr \
     -D__CUDA_NO_HALF_OPERATORS__ -D__CUDA_NO_HALF_CONVERSIONS__ -D__CUDA_NO_BFLOAT16_CONVERSIONS__ \
@@ -28,7 +29,12 @@ for f in "${files[@]}"; do
     -D_GLIBCXX_USE_CXX11_ABI=$ABI -DTORCH_EXTENSION_NAME=_C -Xcompiler -fPIC \
     -diag-suppress 20012,20014; then
     echo "compile_cuda: FAILED on $f" >&2
-    exit 1
+    return 1
   fi
-done
+}
+export -f compile_one
+export NVCC SHIM TORCH_DIR PY_INC ABI
+# One nvcc per core: the files are independent, and nvcc is single-threaded.
+printf '%s\0' "${files[@]}" | xargs -0 -n 1 -P "$(nproc)" bash -c 'compile_one "$0"' \
+  || { echo "compile_cuda: FAILED" >&2; exit 1; }
 echo "compile_cuda: ${#files[@]} CUDA source(s) compiled for sm_80 and sm_90"
