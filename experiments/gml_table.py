@@ -125,7 +125,8 @@ def main() -> None:
     p.add_argument("--graph", action="store_true", help="the graph classification rows")
     p.add_argument("--mlp-students", action="store_true",
                    help="MLP students: from a GML cohort, from one GNN teacher, alone")
-    p.add_argument("--rows", default=None, help="comma-separated row numbers (default all)")
+    p.add_argument("--rows", default=None,
+                   help="comma-separated row numbers (default all); they join the rows already in --out")
     p.add_argument("--out", default=None)
     args, common = p.parse_known_args()
     _, data, optim, _, ns = parse(common)
@@ -142,12 +143,19 @@ def main() -> None:
             rows = [rows[int(i)] for i in args.rows.split(",")]
         rows = [(name, make_method(m, cfg, **({} if spec is None else {"student": spec})), {})
                 for name, m, cfg, spec in rows]
+    order = [r[0] for r in rows] if args.rows is None else [r[0] for r in
+                                                            (GRAPH_ROWS if kind == "graph" else NODE_ROWS)]
     for name, method, extra in rows:
         t0 = time.time()
         payload = run_experiment(method, data, optim, runs=ns.runs, progress=False, **extra)
         table.append(summarise_row(name, method, payload, time.time() - t0))
+        # With --rows, the rows join those already in the file (another process may be running
+        # other rows of the same table), in the table's order.
+        kept = [] if args.rows is None or not os.path.exists(out) else json.load(open(out))["table"]
+        merged = {r["row"]: r for r in kept + table}
         write_results(out, {"dataset": data.dataset, "kind": kind, "common_args": common,
-                            "table": table, "versions": versions()})
+                            "table": sorted(merged.values(), key=lambda r: order.index(r["row"])),
+                            "versions": versions()})
         print(json.dumps({k: v for k, v in table[-1].items() if k not in ("config",)},
                          default=str)[:600], flush=True)
     print(f"wrote {out}")

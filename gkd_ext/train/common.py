@@ -26,7 +26,7 @@ def set_seed(seed: int) -> None:
 def save_checkpoint(path: str, state: Dict[str, Any]) -> None:
     """Write atomically (temp file + rename), so an interruption never leaves half a file."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
+    tmp = f"{path}.{os.getpid()}.tmp"  # two writers of one file never share a temp file
     torch.save(state, tmp)
     os.replace(tmp, path)
 
@@ -100,7 +100,7 @@ def summarize(values: List[float]) -> Dict[str, float]:
 def write_results(path: str, payload: Dict[str, Any]) -> None:
     """Write JSON atomically (temp file + rename): a reader never sees half a file."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
+    tmp = f"{path}.{os.getpid()}.tmp"  # two writers of one file never share a temp file
     with open(tmp, "w") as f:
         json.dump(payload, f, indent=1, default=str)
     os.replace(tmp, path)
