@@ -185,6 +185,62 @@ inline CsrArgs check_csr_op(const char* op, const at::Tensor& rowptr, const at::
   return {rowptr, col, num_src, what, t_rowptr, t_col, t_perm};
 }
 
+// ---------------------------------------------------------------- neighbour sampling
+// gkd::sample_neighbors reads only the rows of the sampled nodes, so it checks those rows as it
+// reads them rather than the whole CSR: a fault is (kind, position) packed as for CsrFault, the
+// smallest key reported. The first stage (the rows) is checked before any sampling, the second
+// (repeats, sampled sources) before anything is returned; host and device report the same.
+enum class SampleFault : int64_t {
+  kNodeRange = 1,  // nodes[pos] outside [0, N)
+  kRowptr,         // the row of nodes[pos] is not 0 <= rowptr[v] <= rowptr[v + 1] <= E
+  kNodeRepeat,     // nodes[pos] occurs at an earlier position too
+  kColRange,       // col[pos] (a sampled edge's source) outside [0, N)
+};
+
+inline constexpr int64_t sample_fault_key(SampleFault kind, int64_t pos) {
+  return (static_cast<int64_t>(kind) << kFaultShift) | pos;
+}
+
+// Shapes and dtypes of a sampling call; returns N, the node count (the graph is square).
+inline int64_t check_sample(const char* op, const at::Tensor& rowptr, const at::Tensor& col,
+                            const at::Tensor& nodes, int64_t fanout) {
+  check_csr(op, rowptr, col);
+  TORCH_CHECK(nodes.dim() == 1 && nodes.scalar_type() == at::kLong && nodes.is_contiguous(), op,
+              ": argument 'nodes' must be a contiguous 1-D int64 tensor, got shape ",
+              shape_str(nodes), " and dtype ", nodes.scalar_type());
+  TORCH_CHECK(nodes.device() == rowptr.device(), op, ": argument 'nodes' is on ", nodes.device(),
+              " but the graph is on ", rowptr.device());
+  TORCH_CHECK(fanout >= -1, op, ": argument 'fanout' must be >= 0, or -1 for every neighbour, got ",
+              fanout);
+  return rowptr.size(0) - 1;
+}
+
+[[noreturn]] inline void report_sample_fault(const char* op, const at::Tensor& rowptr,
+                                             const at::Tensor& col, const at::Tensor& nodes,
+                                             int64_t key) {
+  const auto kind = static_cast<SampleFault>(key >> kFaultShift);
+  const int64_t pos = key & ((int64_t(1) << kFaultShift) - 1);
+  const int64_t N = rowptr.size(0) - 1, E = col.size(0);
+  switch (kind) {
+    case SampleFault::kNodeRange:
+      TORCH_CHECK(false, op, ": argument 'nodes' must hold node ids in [0, ", N,
+                  ") (N, the length of 'rowptr' minus 1), got nodes[", pos, "] = ", value_at(nodes, pos));
+    case SampleFault::kRowptr: {
+      const int64_t v = value_at(nodes, pos);
+      TORCH_CHECK(false, op, ": argument 'rowptr' is malformed at node ", v, " (nodes[", pos,
+                  "]): rowptr[", v, "] = ", value_at(rowptr, v), ", rowptr[", v + 1, "] = ",
+                  value_at(rowptr, v + 1), ", expected 0 <= rowptr[v] <= rowptr[v + 1] <= E = ", E);
+    }
+    case SampleFault::kNodeRepeat:
+      TORCH_CHECK(false, op, ": argument 'nodes' must not repeat a node, but nodes[", pos, "] = ",
+                  value_at(nodes, pos), " occurs at an earlier position too");
+    case SampleFault::kColRange:
+      TORCH_CHECK(false, op, ": argument 'col' must hold source ids in [0, ", N,
+                  ") (the graph must be square), got col[", pos, "] = ", value_at(col, pos));
+  }
+  TORCH_CHECK(false, op, ": malformed sampling input (fault key ", key, ")");
+}
+
 // A dense node-feature matrix [rows, D] on the device of the graph, in a supported dtype.
 inline void check_features(const char* op, const char* name, const at::Tensor& x,
                            const at::Tensor& like_device) {

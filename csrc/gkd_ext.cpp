@@ -67,6 +67,17 @@ TORCH_LIBRARY(gkd, m) {
         "Tensor edge_logits, Tensor grad_kl, str kernel, float param, Tensor? t_rowptr, Tensor? t_col, "
         "Tensor? t_perm, bool need_s, bool need_t) -> (Tensor, Tensor)");
 
+  // One hop of neighbour sampling (mini-batches): for every node of `nodes` (unique global ids,
+  // rows of the square CSR rowptr/col by destination), its incoming edges: all of them when
+  // fanout = -1 or the degree is <= fanout, else `fanout` uniform draws without replacement
+  // (replace=false) or with it. Seeded by `seed` alone (a hash of seed, node and draw index, so
+  // CPU and CUDA give the same sample whatever the threads). Returns the block (rowptr [n + 1],
+  // col [E'] local source ids, src_nodes [n_src], edge_ids [E']): source ids count first the
+  // n `nodes` in order, then new sources in order of first appearance; each row's sampled
+  // edges keep their CSR order, and edge_ids are their positions in `col`.
+  m.def("sample_neighbors(Tensor rowptr, Tensor col, Tensor nodes, int fanout, bool replace, "
+        "int seed) -> (Tensor, Tensor, Tensor, Tensor)");
+
   // What this build registered: with_cuda (CUDA kernels compiled in), and every gkd op's name
   // with the dispatch keys that have a kernel for it, comma-separated ("CPU,CUDA,Meta,Autograd").
   m.def("build_info() -> (bool with_cuda, str[] ops, str[] keys)");

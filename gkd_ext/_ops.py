@@ -223,3 +223,13 @@ def _lsp_backward(ctx, grad_kl, _grad_stats, _grad_logits):
 
 torch.library.register_autograd("gkd::lsp", _lsp_backward, setup_context=_lsp_setup_context)
 _no_double_backward("lsp_backward")
+
+
+# ------------------------------------------------------------------ sample_neighbors
+@torch.library.register_fake("gkd::sample_neighbors")
+def _sample_neighbors_fake(rowptr, col, nodes, fanout, replace, seed):
+    # The sample's size depends on the degrees and on the repeats among sources: unbacked sizes.
+    ctx = torch.library.get_ctx()
+    edges, sources = ctx.new_dynamic_size(), ctx.new_dynamic_size()
+    return (rowptr.new_empty((nodes.shape[0] + 1,)), col.new_empty((edges,)),
+            nodes.new_empty((sources,)), col.new_empty((edges,)))

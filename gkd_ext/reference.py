@@ -221,3 +221,52 @@ def mutual_reference(logits, alpha: Tensor, T: Tensor, lambda_kd: float, lambda_
             loss = loss + torch.nn.functional.cross_entropy(z, y)
         out.append(loss)
     return torch.stack(out)
+
+
+# ------------------------------------------------------------------ neighbour sampling
+_M64 = (1 << 64) - 1
+
+
+def _mix64(z: int) -> int:
+    z = (z + 0x9E3779B97F4A7C15) & _M64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
+    return z ^ (z >> 31)
+
+
+def _draw_word(seed: int, node: int, i: int) -> int:
+    return _mix64((_mix64((seed & _M64) ^ _mix64(node & _M64)) + i) & _M64)
+
+
+def sample_neighbors_reference(graph: Graph, nodes: Tensor, fanout: int, replace: bool = False,
+                               seed: int = 0):
+    """The sample of ``gkd::sample_neighbors`` in plain Python (a loop per node and draw), from
+    the same counter-based hash (csrc/sample_math.h), so it must agree with the op exactly:
+    ``(rowptr, col, src_nodes, edge_ids)``. For small graphs (tests)."""
+    rowptr, col = graph.rowptr.tolist(), graph.col.tolist()
+    rows, eids = [0], []
+    for v in nodes.tolist():
+        first, deg = rowptr[v], rowptr[v + 1] - rowptr[v]
+        count = deg if fanout < 0 else ((fanout if deg > 0 else 0) if replace else min(deg, fanout))
+        if not replace and count == deg:
+            picked = list(range(deg))
+        elif replace:
+            picked = [(_draw_word(seed, v, q) * deg) >> 64 for q in range(count)]
+        else:   # Floyd's algorithm
+            picked = []
+            for j in range(deg - count, deg):
+                t = (_draw_word(seed, v, j) * (j + 1)) >> 64
+                picked.append(j if t in picked else t)
+        eids += [first + q for q in sorted(picked)]
+        rows.append(len(eids))
+    local = {v: i for i, v in enumerate(nodes.tolist())}
+    src = list(nodes.tolist())
+    out_col = []
+    for e in eids:
+        u = col[e]
+        if u not in local:
+            local[u] = len(src)
+            src.append(u)
+        out_col.append(local[u])
+    as_long = lambda values: torch.tensor(values, dtype=torch.long)  # noqa: E731
+    return as_long(rows), as_long(out_col), as_long(src), as_long(eids)
