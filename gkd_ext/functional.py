@@ -348,7 +348,9 @@ def lsp_loss(graph: Graph, h_student: Tensor, h_teacher: Tensor, kernel: str = "
     - ``linear``: :math:`\langle a,b\rangle`
 
     Args:
-        graph: a square :class:`Graph` (``num_src == num_dst == N``).
+        graph: a square :class:`Graph` (``num_src == num_dst == N``), or a sampled block
+            (:mod:`gkd_ext.sampling`) whose destinations are its first ``num_dst`` sources:
+            then the KL of those destinations, over the block's edges.
         h_student: ``[N, D_s]`` student node representations.
         h_teacher: ``[N, D_t]`` teacher node representations; ``D_t`` may differ from ``D_s``.
             Same dtype and device as ``h_student``.
@@ -382,14 +384,20 @@ def lsp_loss(graph: Graph, h_student: Tensor, h_teacher: Tensor, kernel: str = "
     check_choice("gkd_ext.lsp_loss", "reduction", reduction, LSP_REDUCTIONS)
     _check_features(fn, "h_student", h_student, "N")
     _check_features(fn, "h_teacher", h_teacher, "N")
-    if not graph.is_square:
-        raise ValueError(f"gkd_ext.lsp_loss: the graph must be square (num_src == num_dst), got "
+    if graph.num_dst > graph.num_src:
+        raise ValueError(f"gkd_ext.lsp_loss: the graph must be square, or a sampled block whose "
+                         f"destinations are its first sources (num_dst <= num_src), got "
                          f"{graph.num_src} sources and {graph.num_dst} destinations")
-    n = graph.num_dst
+    n = graph.num_src
     for name, h in (("h_student", h_student), ("h_teacher", h_teacher)):
         if h.size(0) != n:
             raise ValueError(f"gkd_ext.lsp_loss: '{name}' must have N = {n} rows (one per node), "
                              f"got shape {list(h.shape)}")
+    if not graph.is_square:   # a block: the KL of its destinations, over its edges
+        from .sampling import padded_square
+        kl = lsp_loss(padded_square(graph), h_student, h_teacher, kernel, "none",
+                      **kernel_params)[: graph.num_dst]
+        return _lsp_reduce(kl, graph.num_edges, reduction)
     if h_teacher.dtype != h_student.dtype:
         raise ValueError(f"gkd_ext.lsp_loss: 'h_teacher' has dtype {h_teacher.dtype} but "
                          f"'h_student' has {h_student.dtype}; cast one of them")
@@ -400,11 +408,16 @@ def lsp_loss(graph: Graph, h_student: Tensor, h_teacher: Tensor, kernel: str = "
     needs_grad = torch.is_grad_enabled() and (h_student.requires_grad or h_teacher.requires_grad)
     t = graph.transpose() if needs_grad else (None, None, None)
     kl, _, _ = _lib.lsp(graph.rowptr, graph.col, h_student, h_teacher, kernel, param, *t)
+    return _lsp_reduce(kl, graph.num_edges, reduction)
+
+
+def _lsp_reduce(kl: Tensor, num_edges: int, reduction: str) -> Tensor:
+    """The per-destination KL ``kl`` reduced as ``lsp_loss``'s ``reduction`` says."""
     if reduction == "none":
         return kl
     total = kl.sum()
     if reduction == "node_mean":
-        return total / max(n, 1)
+        return total / max(kl.numel(), 1)
     if reduction == "edge_mean":
-        return total / max(graph.num_edges, 1)
+        return total / max(num_edges, 1)
     return total

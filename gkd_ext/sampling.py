@@ -92,7 +92,7 @@ class Blocks:
         if layers > len(self.graphs):
             raise ValueError(f"a model of {layers} layers needs {layers} sampled hops, but the "
                              f"batch has {len(self.graphs)}; give one fan-out per layer of the "
-                             "deepest model")
+                             "deepest model (--fanouts)")
         return self.graphs[len(self.graphs) - layers:]
 
     def map(self, fn: Callable[[Graph, Tensor], Graph]) -> "Blocks":

@@ -9,12 +9,13 @@ architecture name:
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Hashable, List, Tuple
+from typing import Any, Callable, Hashable, List, Optional, Tuple
 
 import torch
 from torch import nn
 
 from ..graph import Graph
+from ..sampling import Blocks
 from .functional import stacked_forward
 
 
@@ -23,6 +24,12 @@ class GraphModel(nn.Module):
 
     def prepare(self, graph: Graph) -> Any:
         raise NotImplementedError
+
+    def prepare_blocks(self, blocks: Blocks) -> Any:
+        """What ``forward`` reads for a batch of sampled blocks (mini-batch training), as
+        ``prepare`` is for a whole graph; models that cannot run on blocks say so."""
+        raise ValueError(f"{type(self).__name__} does not run on sampled neighbourhoods "
+                         "(mini-batches); train it on the full graph (no --fanouts)")
 
     def prepare_key(self) -> Hashable:
         """Models whose ``prepare`` gives the same result share a key, so a trainer holding
@@ -74,6 +81,19 @@ def remove_self_loops(graph: Graph) -> Graph:
     keep = ei[0] != ei[1]
     value = None if graph.value is None else graph.value[keep]
     return Graph.from_edge_index(ei[:, keep], (graph.num_src, graph.num_dst), value=value)
+
+
+def with_dst_loops(block: Graph, value: Optional[torch.Tensor] = None,
+                   loop_value: Optional[torch.Tensor] = None) -> Graph:
+    """A sampled block (no self-loops) with the loop ``i -> i`` added for every destination
+    ``i`` (source row ``i`` is the same node), values ``value`` on its edges and
+    ``loop_value`` on the loops when given; transpose built."""
+    loops = torch.arange(block.num_dst, device=block.device)
+    ei = torch.cat([block.edge_index, torch.stack([loops, loops])], 1)
+    v = None if value is None else torch.cat([value, loop_value])
+    g = Graph.from_edge_index(ei, (block.num_src, block.num_dst), value=v)
+    g.transpose()
+    return g
 
 
 def self_loop_graph(graph: Graph) -> Graph:

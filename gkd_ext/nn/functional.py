@@ -7,6 +7,7 @@ import torch
 
 from ..functional import get_impl, spmm
 from ..graph import Graph, quiet_sparse_csr
+from ..sampling import Blocks
 
 Tensor = torch.Tensor
 
@@ -144,16 +145,41 @@ def dense_features(x: Tensor) -> Tensor:
     return x if x.layout == torch.strided else x.to_dense()
 
 
-def stacked_forward(convs, graph: Graph, x: Tensor, dropout: float, training: bool,
+def leading_rows(x: Tensor, rows: int) -> Tensor:
+    """``x[:rows]``, for a strided or a sparse CSR ``x``."""
+    if rows == x.size(0):
+        return x
+    if x.layout != torch.sparse_csr:
+        return x[:rows]
+    crow = x.crow_indices()[: rows + 1]
+    nnz = int(crow[-1])
+    with quiet_sparse_csr():
+        return torch.sparse_csr_tensor(crow, x.col_indices()[:nnz], x.values()[:nnz],
+                                       (rows, x.size(1)))
+
+
+def layer_graphs(graph, x: Tensor, layers: int):
+    """The graph of each of ``layers`` layers and the input rows they read: the one graph for
+    every layer, or for sampled :class:`~gkd_ext.sampling.Blocks` the last ``layers`` blocks
+    and the rows the first of them reads (every layer's rows are a prefix of the input's)."""
+    if isinstance(graph, Blocks):
+        graphs = graph.for_layers(layers)
+        return graphs, leading_rows(x, graphs[0].num_src)
+    return [graph] * layers, x
+
+
+def stacked_forward(convs, graph, x: Tensor, dropout: float, training: bool,
                     activation=torch.relu):
     """The forward of a stack of graph convolutions: dropout, convolution, activation per
     layer (none after the last). Returns the logits and every hidden layer's output before
     its activation, which is what the distillation losses align. ``x`` may be a sparse CSR
-    feature matrix (see :func:`feature_dropout`)."""
+    feature matrix (see :func:`feature_dropout`); ``graph`` may be sampled
+    :class:`~gkd_ext.sampling.Blocks`, one per layer."""
     hidden = []
+    graphs, x = layer_graphs(graph, x, len(convs))
     for i, conv in enumerate(convs):
         x = feature_dropout(x, dropout, training)
-        x = conv(graph, x)
+        x = conv(graphs[i], x)
         if i < len(convs) - 1:
             hidden.append(x)
             x = activation(x)

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from ..functional import spmm
 from ..graph import Graph
-from .base import GraphModel, self_loop_graph
+from .base import GraphModel, self_loop_graph, with_dst_loops
 from .functional import edge_softmax, feature_linear, stacked_forward
 
 
@@ -44,17 +44,18 @@ class GATConv(nn.Module):
         nn.init.xavier_uniform_(self.att_dst)
 
     def forward(self, graph: Graph, x: torch.Tensor) -> torch.Tensor:
-        n, H, Fo = x.size(0), self.heads, self.out_dim
+        # On a sampled block the destinations are the first num_dst source rows.
+        n, nd, H, Fo = x.size(0), graph.num_dst, self.heads, self.out_dim
         h = feature_linear(self.lin, x).view(n, H, Fo)
         a_src = (h * self.att_src).sum(-1)
-        a_dst = (h * self.att_dst).sum(-1)
+        a_dst = (h[:nd] * self.att_dst).sum(-1)
         e = F.leaky_relu(a_src[graph.col] + a_dst[graph.row], self.negative_slope)
         alpha = edge_softmax(graph, e)
         alpha = F.dropout(alpha, self.attn_dropout, self.training)
         out = spmm(graph, h, alpha)
-        out = out.reshape(n, H * Fo) if self.concat else out.mean(1)
+        out = out.reshape(nd, H * Fo) if self.concat else out.mean(1)
         if self.res is not None:
-            out = out + self.res(x)
+            out = out + self.res(x[:nd])
         return out if self.bias is None else out + self.bias
 
 
@@ -91,6 +92,9 @@ class GAT(GraphModel):
 
     def prepare(self, graph: Graph) -> Graph:
         return self_loop_graph(graph)
+
+    def prepare_blocks(self, blocks):
+        return blocks.map(lambda block, degree: with_dst_loops(block))
 
     def forward(self, graph: Graph, x: torch.Tensor) -> Tuple[torch.Tensor, List[torch.Tensor]]:
         return stacked_forward(self.convs, graph, x, self.dropout, self.training, F.elu)

@@ -6,7 +6,7 @@ from torch import nn
 
 from ..functional import spmm
 from ..graph import Graph
-from .base import ConvStack, remove_self_loops
+from .base import ConvStack, remove_self_loops, with_dst_loops
 from .functional import feature_linear
 
 
@@ -17,6 +17,18 @@ def gcn_graph(graph: Graph) -> Graph:
     g.value = g.gcn_norm()
     g.transpose()
     return g
+
+
+def gcn_block(block: Graph, degree: torch.Tensor) -> Graph:
+    """GCN's operator on a sampled block: the full graph's weights ``1 / sqrt((d_i + 1)(d_j + 1))``
+    (``degree`` d of the block's source rows, from the graph sampled), each row's sampled sum
+    scaled by ``d_i / k_i`` (k_i edges drawn of d_i, so the sum is unbiased), and the loop
+    ``1 / (d_i + 1)``. With every neighbour drawn this is exactly the rows of :func:`gcn_graph`."""
+    d = degree.to(torch.get_default_dtype())
+    n, row, col = block.num_dst, block.row, block.col
+    scale = d[:n] / block.degree("in").to(d.dtype).clamp(min=1)
+    value = scale[row] / torch.sqrt((d[row] + 1) * (d[col] + 1))
+    return with_dst_loops(block, value, 1.0 / (d[:n] + 1))
 
 
 class GCNConv(nn.Module):
@@ -44,3 +56,6 @@ class GCN(ConvStack):
 
     def prepare(self, graph: Graph) -> Graph:
         return gcn_graph(remove_self_loops(graph))
+
+    def prepare_blocks(self, blocks):
+        return blocks.map(gcn_block)

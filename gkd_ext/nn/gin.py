@@ -33,8 +33,10 @@ class GINConv(nn.Module):
 
     def forward(self, graph: Graph, x: torch.Tensor) -> torch.Tensor:
         x = dense_features(x)   # rows are indexed and aggregated as they are
-        ones = torch.ones(graph.num_edges, dtype=x.dtype, device=x.device)
-        return self.mlp((1 + self.eps) * x[: graph.num_dst] + spmm(graph, x, ones))
+        # Sum aggregation: unit weights, or a sampled block's rescaling (GIN.prepare_blocks).
+        w = torch.ones(graph.num_edges, dtype=x.dtype, device=x.device) if graph.value is None \
+            else graph.value.to(x.dtype)
+        return self.mlp((1 + self.eps) * x[: graph.num_dst] + spmm(graph, x, w))
 
 
 class GIN(ConvStack):
@@ -51,3 +53,13 @@ class GIN(ConvStack):
 
     def prepare(self, graph: Graph) -> Graph:
         return plain_graph(graph)
+
+    def prepare_blocks(self, blocks):
+        def scaled(block: Graph, degree: torch.Tensor) -> Graph:
+            # k_i of the d_i neighbours were drawn: the sum over them, times d_i / k_i, is
+            # unbiased (and exact when every neighbour is drawn).
+            k = block.degree("in").clamp(min=1)
+            g = plain_graph(block)
+            g.value = (degree[: block.num_dst].to(torch.get_default_dtype()) / k)[block.row]
+            return g
+        return blocks.map(scaled)

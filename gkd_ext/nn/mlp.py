@@ -8,8 +8,9 @@ from torch import nn
 import torch.nn.functional as F
 
 from ..graph import Graph
+from ..sampling import Blocks
 from .base import GraphModel
-from .functional import feature_dropout, feature_linear
+from .functional import feature_dropout, feature_linear, leading_rows
 
 
 class MLP(GraphModel):
@@ -30,7 +31,12 @@ class MLP(GraphModel):
     def prepare(self, graph: Optional[Graph]) -> None:
         return None   # the graph is never read
 
+    def prepare_blocks(self, blocks: Blocks) -> Blocks:
+        return blocks
+
     def forward(self, graph: Optional[Graph], x: torch.Tensor) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+        if isinstance(graph, Blocks):   # a sampled batch: only the rows its outputs keep
+            x = leading_rows(x, graph.num_hidden_rows)
         hidden = []
         for i, lin in enumerate(self.lins):
             x = feature_dropout(x, self.dropout, self.training)

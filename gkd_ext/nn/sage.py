@@ -64,3 +64,6 @@ class GraphSAGE(ConvStack):
 
     def prepare(self, graph: Graph) -> Graph:
         return plain_graph(graph)
+
+    def prepare_blocks(self, blocks):
+        return blocks.map(lambda block, degree: plain_graph(block))

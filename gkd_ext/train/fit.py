@@ -129,6 +129,8 @@ class Runner:
         self._prepared: Dict[Any, Any] = {}
 
     def inputs(self, model: nn.Module, batch: Batch):
+        if batch.blocks is not None:
+            return model.prepare_blocks(batch.blocks)
         if batch.key is None:
             return model.prepare(batch.graph)
         key = (batch.key, model.prepare_key())
@@ -250,13 +252,13 @@ def fit(method: Method, task: Task, optim: Optional[OptimConfig] = None, *, seed
     trackers = {n: Tracker(optim.patience) for n in trained}
     combined_trackers: Dict[str, Tracker] = {}
     settings = _jsonable({"method": method.describe(), "optim": dataclasses.asdict(optim),
-                          "seed": seed, "task": task.signature(),
+                          "seed": seed, "task": task.describe(),
                           "teachers": {n: _teacher_meta(slots[n].spec, task) for n in frozen}})
 
     def train_epoch() -> Dict[str, float]:
         sums: Dict[str, float] = defaultdict(float)
         count = 0
-        for batch in task.train_batches():
+        for batch in task.train_batches(unlabelled=method.reads_unlabelled):
             fixed = {n: _gather(out, batch) for n, out in cached.items()}
             if method.schedule == JOINT:
                 for m in list(models.values()) + list(parts.values()):

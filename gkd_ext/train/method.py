@@ -83,6 +83,9 @@ class Method:
     roles: ClassVar[Dict[str, Role]] = {}
     schedule: ClassVar[str] = JOINT
     summary: ClassVar[str] = ""
+    # Whether the losses read nodes without labels (distillation terms over every node): a
+    # mini-batch task then draws its seeds from every node, else from the training nodes only.
+    reads_unlabelled: ClassVar[bool] = True
     # The trained slots form an ensemble (scored from ``combine`` as "ensemble", saved as one
     # model by ``--save-models``).
     ensemble: ClassVar[bool] = False

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from ..graph import Graph
 from ..data.features import NORMS
+from ..sampling import Blocks, NeighborSampler
 from ..nn import GraphClassifier, Pool
 from .config import ModelSpec, option
 from .metrics import get_metric
@@ -36,11 +37,13 @@ Tensor = torch.Tensor
 class Batch:
     """One step's data.
 
-    ``graph`` holds the edges among the rows of ``x`` (the rows hidden outputs live on);
-    ``y`` the targets of the output rows; ``loss_rows`` (bool mask or index, None: all) the
-    output rows the supervised loss covers; ``pool`` maps nodes to graphs for graph-level
-    outputs. ``key`` identifies a batch that recurs unchanged (the full graph, an evaluation
-    batch), so what is derived from it can be cached.
+    ``graph`` holds the edges among the rows hidden outputs live on (the rows of ``x``, or
+    for a sampled batch the last hidden layer's rows); ``y`` the targets of the output rows;
+    ``loss_rows`` (bool mask or index, None: all) the output rows the supervised loss covers;
+    ``pool`` maps nodes to graphs for graph-level outputs; ``blocks`` are a sampled batch's
+    per-layer blocks (models run on them, ``x`` holding their input rows). ``key`` identifies
+    a batch that recurs unchanged (the full graph, an evaluation batch), so what is derived
+    from it can be cached.
     """
     graph: Graph
     x: Tensor
@@ -50,13 +53,21 @@ class Batch:
     target_ids: Optional[Tensor] = None
     pool: Optional[Pool] = None
     key: Optional[Hashable] = None
+    blocks: Optional[Blocks] = None
 
 
 def run_model(model: nn.Module, inputs, batch: Batch):
-    """``(logits, hidden)`` of ``model`` on ``batch`` given its prepared ``inputs``."""
-    if batch.pool is None:
-        return model(inputs, batch.x)
-    return model(inputs, batch.x, batch.pool)
+    """``(logits, hidden)`` of ``model`` on ``batch`` given its prepared ``inputs``. On a
+    sampled batch the logits are the seeds' and every hidden output keeps the last hidden
+    layer's rows, so that all layers (and all models, whatever their depth) align row for row
+    with ``batch.node_ids``."""
+    if batch.pool is not None:
+        return model(inputs, batch.x, batch.pool)
+    logits, hidden = model(inputs, batch.x)
+    if batch.blocks is not None:
+        rows = batch.blocks.num_hidden_rows
+        logits, hidden = logits[: batch.blocks.num_seeds], [h[:rows] for h in hidden]
+    return logits, hidden
 
 
 class Task:
@@ -71,7 +82,10 @@ class Task:
     def build_model(self, spec: ModelSpec) -> nn.Module:
         return spec.build(self.num_features, self.num_classes)
 
-    def train_batches(self) -> Iterator[Batch]:
+    def train_batches(self, unlabelled: bool = True) -> Iterator[Batch]:
+        """One epoch's batches. ``unlabelled=False`` says the method reads labelled nodes only
+        (:attr:`~gkd_ext.train.method.Method.reads_unlabelled`), so a mini-batch task may draw
+        its seeds from the training nodes alone; a full-graph batch holds every node anyway."""
         raise NotImplementedError
 
     def eval_batches(self) -> Iterator[Batch]:
@@ -102,6 +116,8 @@ class Task:
         cross-entropy with logits for multi-label targets."""
         rows = batch.loss_rows
         z, y = (logits, batch.y) if rows is None else (logits[rows], batch.y[rows])
+        if z.size(0) == 0:   # a mini-batch without labelled nodes
+            return logits.sum() * 0.0
         if self.multilabel:
             return F.binary_cross_entropy_with_logits(z, y.float())
         return F.cross_entropy(z, y)
@@ -176,7 +192,7 @@ class NodeTask(Task):
     def num_nodes(self) -> int:
         return self.x.size(0)
 
-    def train_batches(self) -> Iterator[Batch]:
+    def train_batches(self, unlabelled: bool = True) -> Iterator[Batch]:
         yield self._batch
 
     def eval_batches(self) -> Iterator[Batch]:
@@ -187,6 +203,45 @@ class NodeTask(Task):
 
     def split_rows(self) -> Dict[str, Tensor]:
         return {"train": self.split.train, "val": self.split.val, "test": self.split.test}
+
+
+class SampledNodeTask(NodeTask):
+    """Node classification in mini-batches: each epoch the seed nodes are shuffled (from
+    torch's global generator, so a resumed run draws the same order) into batches of
+    ``batch_nodes``: every node, as the full graph's distillation terms cover every node,
+    with the supervised loss on the training nodes among them; or the training nodes alone
+    for a method whose losses read labels only (``unlabelled=False``). Each batch has its
+    neighbourhood sampled by a
+    :class:`~gkd_ext.sampling.NeighborSampler` of ``fanouts`` (one per layer, input side first;
+    -1 takes all). Evaluation and frozen teachers run on the full graph (layer-wise inference
+    over every node), so scores are those of the full-batch task."""
+
+    def __init__(self, x: Tensor, y: Tensor, graph: Graph, split: Split, *, fanouts: List[int],
+                 batch_nodes: int = 1024, replace: bool = False, **kwargs):
+        super().__init__(x, y, graph, split, **kwargs)
+        if batch_nodes < 1:
+            raise ValueError(f"SampledNodeTask: 'batch_nodes' must be >= 1, got {batch_nodes}")
+        self.sampler = NeighborSampler(self.graph, fanouts, replace=replace)
+        self.batch_nodes = batch_nodes
+        self.train_ids = _index(self.split.train)
+
+    def train_batches(self, unlabelled: bool = True) -> Iterator[Batch]:
+        from ..data import select_rows
+        n = self.num_nodes
+        order = torch.randperm(n).to(self.device) if unlabelled else \
+            self.train_ids[torch.randperm(self.train_ids.numel()).to(self.device)]
+        for start in range(0, order.numel(), self.batch_nodes):
+            seeds = order[start:start + self.batch_nodes]
+            blocks = self.sampler.sample(seeds)
+            yield Batch(blocks.graphs[-1], select_rows(self.x, blocks.node_ids), self.y[seeds],
+                        loss_rows=self.split.train[seeds],
+                        node_ids=blocks.node_ids[: blocks.num_hidden_rows], target_ids=seeds,
+                        blocks=blocks)
+
+    def describe(self) -> Dict:
+        return {**super().describe(), "sampling": {"fanouts": self.sampler.fanouts,
+                                                   "batch_nodes": self.batch_nodes,
+                                                   "replace": self.sampler.replace}}
 
 
 def observed_subgraph(graph: Graph, observed: Tensor) -> Tuple[Graph, Tensor]:
@@ -237,7 +292,7 @@ class InductiveNodeTask(NodeTask):
                             loss_rows=self.split.train[ids], node_ids=ids, target_ids=ids,
                             key="observed")
 
-    def train_batches(self) -> Iterator[Batch]:
+    def train_batches(self, unlabelled: bool = True) -> Iterator[Batch]:
         yield self._train
 
     def frozen_batches(self) -> Iterator[Batch]:
@@ -314,7 +369,7 @@ class GraphTask(Task):
                      target_ids=graph_ids.to(dev), pool=Pool(index.to(dev), graph_ids.numel()),
                      key=key)
 
-    def train_batches(self) -> Iterator[Batch]:
+    def train_batches(self, unlabelled: bool = True) -> Iterator[Batch]:
         order = self.rows["train"][torch.randperm(self.rows["train"].numel())]
         for start in range(0, order.numel(), self.batch_size):
             yield self.collate(order[start:start + self.batch_size])
@@ -363,7 +418,26 @@ class DataConfig:
                              above=0.0)
     sdrf_removal_bound: float = option(0.5, help="SDRF: the most curved edge is removed while "
                                        "its curvature is above this")
+    fanouts: Optional[str] = option(None, help="node classification: train in mini-batches "
+                                    "of sampled neighbourhoods, this many neighbours per node "
+                                    "for each layer, input side first (e.g. 15,10; -1 takes "
+                                    "all; one per layer of the deepest model); evaluation and "
+                                    "teachers' outputs stay full-graph. Default: full graph")
+    batch_nodes: int = option(1024, help="with --fanouts: training (seed) nodes per batch", min=1)
+    replace: bool = option(False, help="with --fanouts: draw neighbours with replacement")
     device: str = option("cpu", help="cpu or cuda")
+
+    def fanout_list(self) -> Optional[List[int]]:
+        if self.fanouts is None:
+            return None
+        try:
+            values = [int(v) for v in self.fanouts.split(",")]
+        except ValueError:
+            values = []
+        if not values or any(v < -1 for v in values):
+            raise ValueError(f"--fanouts must be comma-separated ints >= -1 (e.g. 15,10), got "
+                             f"{self.fanouts!r}")
+        return values
 
 
 def stratified_holdout(y: Tensor, idx: Tensor, fraction: float, seed: int) -> Tuple[Tensor, Tensor]:
@@ -386,10 +460,11 @@ def build_tasks(cfg: DataConfig, seed: int) -> List[Tuple[str, Task]]:
     from ..data import GraphDataset, load_dataset, node_features, stratified_kfold
     data = load_dataset(cfg.dataset, data_dir=cfg.data_dir, split=cfg.split, seed=seed,
                         lcc=cfg.lcc)
+    fanouts = cfg.fanout_list()
     if isinstance(data, GraphDataset):
-        if cfg.inductive > 0 or cfg.sdrf_iterations > 0:
-            raise ValueError("--inductive and --sdrf-iterations apply to node classification; "
-                             f"{cfg.dataset!r} is a graph classification dataset")
+        if cfg.inductive > 0 or cfg.sdrf_iterations > 0 or fanouts is not None:
+            raise ValueError("--inductive, --sdrf-iterations and --fanouts apply to node "
+                             f"classification; {cfg.dataset!r} is a graph classification dataset")
         tasks = []
         for k, (train, test) in enumerate(stratified_kfold(data.y, cfg.folds, seed=seed)):
             train, val = stratified_holdout(data.y, train, cfg.val_fraction, seed * cfg.folds + k)
@@ -402,6 +477,13 @@ def build_tasks(cfg: DataConfig, seed: int) -> List[Tuple[str, Task]]:
                   device=cfg.device)
     held = inductive_holdout(test, cfg.inductive, seed) if cfg.inductive > 0 else None
     graph, train_graph, transforms = rewire(data.graph, cfg, seed, held)
+    if fanouts is not None:
+        if held is not None:
+            raise ValueError("--fanouts (mini-batches) and --inductive together are not "
+                             "supported; use one of them")
+        return [("", SampledNodeTask(x, data.y, graph, Split(train, val, test), fanouts=fanouts,
+                                     batch_nodes=cfg.batch_nodes, replace=cfg.replace,
+                                     transforms=transforms, **kwargs))]
     if held is not None:
         transforms["inductive"] = cfg.inductive
         return [("", InductiveNodeTask(x, data.y, graph, Split(train, val, test), held,

@@ -12,6 +12,7 @@ class Supervised(Method):
     summary = "the student alone, trained on the labels"
     models = {"student": ModelSpec()}
     roles = {"student": Role.STUDENT}
+    reads_unlabelled = False
 
     def setup(self, ctx):
         self.task = ctx.task
