@@ -92,21 +92,23 @@ def _cell(stats) -> str:
     return f"{stats['mean'] * 100:.2f} ± {stats['std'] * 100:.2f}"
 
 
+def _by_arch(row: Dict[str, Any]) -> Dict[str, Any]:
+    """A table row's per-slot results keyed by architecture (GML slots are "peer<k>_<arch>")."""
+    if row["method"] == "gml":
+        return {n.split("_", 1)[1]: v for n, v in row["slots"].items()}
+    return {row["config"]["models"]["student"]["arch"]: row["slots"]["student"]}
+
+
 def markdown(path: str) -> str:
     """One committed table as markdown: a column per architecture (a peer's, or the model's
     alone), the ensemble, the ALW weights and temperature range at the best epoch."""
     t = json.load(open(path))
-    archs = list(dict.fromkeys(r["config"]["models"]["student"]["arch"] if r["method"] !=
-                               "gml" else n.split("_", 1)[1] for r in t["table"]
-                               for n in r["slots"]))
+    archs = list(dict.fromkeys(a for r in t["table"] for a in _by_arch(r)))
     lines = [f"{t['dataset']} ({t['table'][0]['runs']} runs)", "",
              "| | " + " | ".join(archs) + " | ensemble | ALW weights; T range | ms/epoch |",
              "|---" * (len(archs) + 4) + "|"]
     for r in t["table"]:
-        if r["method"] == "gml":
-            by_arch = {n.split("_", 1)[1]: v for n, v in r["slots"].items()}
-        else:
-            by_arch = {r["config"]["models"]["student"]["arch"]: r["slots"]["student"]}
+        by_arch = _by_arch(r)
         alw = r.get("alw_at_best")
         alw_text = "" if not alw else (", ".join(f"{w:.2f}" for w in alw["weights"].values())
                                        + f"; {alw['t_min']:.2f}–{alw['t_max']:.2f}")

@@ -14,7 +14,7 @@ every rank, for logging.
 """
 from __future__ import annotations
 
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 import torch.distributed as dist
@@ -63,11 +63,14 @@ class _GatherRows(torch.autograd.Function):
         return grad[start: start + ctx.counts[ctx.rank]], None, None
 
 
-def gather_rows(x: Tensor, group=None) -> Tuple[Tensor, List[int]]:
+def gather_rows(x: Tensor, group=None, counts: Optional[List[int]] = None
+                ) -> Tuple[Tensor, List[int]]:
     """Every rank's ``x [n_r, ...]`` concatenated in rank order ``[sum n_r, ...]``, with the
     row counts ``n_r``. Differentiable: the gradient of a row returns to the rank that owns it,
-    summed over the ranks that used it. Ranks may hold different numbers of rows."""
-    counts = _row_counts(x.size(0), x.device, group)
+    summed over the ranks that used it. Ranks may hold different numbers of rows; ``counts``,
+    when a previous gather of as many rows gave them, saves the collective that finds them."""
+    if counts is None:
+        counts = _row_counts(x.size(0), x.device, group)
     return _GatherRows.apply(x, counts, group), counts
 
 
@@ -111,7 +114,7 @@ def contrastive_loss(z_s: Tensor, z_t: Tensor, temperature: float = 0.075,
         local = _contrastive_loss(z_s, _others_first(z_t, cand_t, counts, rank), temperature,
                                   precision=precision) * z_s.size(0)
     if symmetric:
-        cand_s, _ = gather_rows(z_s, group)
+        cand_s, _ = gather_rows(z_s, group, counts)
         if z_s.size(0):
             back = _contrastive_loss(z_t, _others_first(z_s, cand_s, counts, rank),
                                      temperature, precision=precision) * z_s.size(0)
