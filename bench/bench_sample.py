@@ -132,7 +132,6 @@ def main() -> None:
         if row.ms:
             row.note = f"{base_edges / row.ms / 1e3:.2f} M sampled edges/s ({base_edges} edges)"
             print(f"    {row.impl}: {row.note}", flush=True)
-        del g
     bench.finish()
 
 
