@@ -128,3 +128,79 @@ def contrastive_loss(z_s: Tensor, z_t: Tensor, temperature: float = 0.075,
     dist.all_reduce(value, op=dist.ReduceOp.SUM, group=group)
     # The global value, with the gradients of this rank's scaled share.
     return scaled + (value / total - scaled).detach()
+
+
+# ------------------------------------------------------------------ data-parallel training
+def active(group=None) -> bool:
+    """Whether this process is one of several in an initialised process group."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size(group) > 1
+
+
+def rank() -> int:
+    """This process's rank (0 without a process group)."""
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def init_from_env(device: str = "cpu") -> str:
+    """Join the process group that ``torchrun`` describes in the environment (RANK,
+    WORLD_SIZE, MASTER_ADDR, MASTER_PORT, LOCAL_RANK): NCCL when ``device`` is CUDA, gloo on
+    CPUs. Returns the device this rank trains on (``cuda:<LOCAL_RANK>`` for CUDA)."""
+    import os
+    missing = [k for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
+    if missing:
+        raise RuntimeError(f"--distributed: the environment lacks {', '.join(missing)}; start the "
+                           "run with torchrun (e.g. torchrun --nproc-per-node 2 -m gkd_ext train "
+                           "... --distributed)")
+    cuda = torch.device(device).type == "cuda"
+    if cuda:
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if cuda else "gloo")
+    return device
+
+
+def shard(seeds: Tensor) -> Tensor:
+    """This rank's share of a global batch: P equal contiguous parts (the last
+    ``len(seeds) % P`` seeds are dropped, so every rank steps on as many seeds and DDP's average
+    of per-rank means is the global mean)."""
+    world = world_size()
+    if world == 1:
+        return seeds
+    each = seeds.numel() // world
+    return seeds[rank() * each:(rank() + 1) * each]
+
+
+def broadcast_int(value: int, device: torch.device) -> int:
+    """Rank 0's ``value`` on every rank."""
+    t = torch.tensor([int(value)], dtype=torch.long, device=device)
+    dist.broadcast(t, src=0)
+    return int(t)
+
+
+def all_sum(value: float, device: torch.device) -> float:
+    """``value`` summed over the ranks."""
+    t = torch.tensor([float(value)], dtype=torch.float64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return float(t)
+
+
+def average_gradients(params) -> None:
+    """Average the gradients of ``params`` over the ranks (one all-reduce), for trainable
+    modules outside DistributedDataParallel (a loss's projection heads); a missing gradient
+    counts as zero, so every rank makes the same collective call."""
+    params = [p for p in params if p.requires_grad]
+    if not params or not active():
+        return
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    flat /= world_size()
+    offset = 0
+    for p, g in zip(params, grads):
+        p.grad = flat[offset:offset + g.numel()].view_as(g).clone()
+        offset += g.numel()

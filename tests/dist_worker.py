@@ -51,7 +51,48 @@ def case_infonce(rank, world, args):
             "grad_t": zt.grad if zt.grad is not None else empty}
 
 
-CASES = {"infonce": case_infonce}
+def sampled_task(n=60, classes=3, feats=8, seed=0, batch_nodes=20):
+    """A small loop-free graph as a mini-batch task (2 sampled hops of 4)."""
+    from gkd_ext.train.tasks import SampledNodeTask, Split
+    g = torch.Generator().manual_seed(seed)
+    ei = torch.randint(0, n, (2, 5 * n), generator=g)
+    ei = ei[:, ei[0] != ei[1]]
+    graph = gkd_ext.Graph.from_edge_index(torch.cat([ei, ei.flip(0)], 1), n)
+    y = torch.randint(0, classes, (n,), generator=g)
+    x = torch.randn(n, feats, generator=g) + torch.nn.functional.one_hot(y, feats).float()
+    idx = torch.randperm(n, generator=g)
+    masks = [torch.zeros(n, dtype=torch.bool) for _ in range(3)]
+    masks[0][idx[:20]], masks[1][idx[20:35]], masks[2][idx[35:]] = True, True, True
+    return SampledNodeTask(x, y, graph, Split(*masks), fanouts=[4, 4], batch_nodes=batch_nodes,
+                           name="tiny")
+
+
+def fit_args(args):
+    """The method, task, optimiser and teachers of a `fit` case (the same on every rank and in
+    the single-process run the test compares with)."""
+    from gkd_ext.train import ModelSpec, OptimConfig, make_method
+    task = sampled_task(batch_nodes=args["batch_nodes"])
+    spec = ModelSpec("gcn", 16, 2, 1, 0.0)   # no dropout: masks are drawn per rank's rows
+    models = {"student": spec}
+    teachers = {}
+    if args["method"] != "supervised":
+        models["teacher"] = spec
+        torch.manual_seed(123)
+        teachers["teacher"] = task.build_model(spec)
+    optim = OptimConfig(epochs=args["epochs"], lr=0.01, weight_decay=5e-4, patience=100)
+    return make_method(args["method"], **models), task, optim, teachers
+
+
+def case_fit(rank, world, args):
+    """`fit` data-parallel: the trained student's weights and the record's result."""
+    from gkd_ext.train import fit
+    method, task, optim, teachers = fit_args(args)
+    fitted = fit(method, task, optim, progress=False, teachers=teachers)
+    return {"weights": {k: v.detach().clone() for k, v in fitted.models["student"].state_dict().items()},
+            "test": torch.tensor(fitted.record["result"]["test"])}
+
+
+CASES = {"infonce": case_infonce, "fit": case_fit}
 
 
 def main() -> None:

@@ -78,6 +78,31 @@ def test_infonce_equals_the_single_process_loss(infonce_ranks, i):
         torch.testing.assert_close(got["grad_t"] / WORLD, z_t.grad[rows])
 
 
+FITS = [{"method": m, "batch_nodes": 20, "epochs": 2} for m in ("supervised", "kd", "lsp")]
+
+
+@pytest.fixture(scope="module")
+def fit_ranks(tmp_path_factory):
+    return run_ranks(tmp_path_factory.mktemp("fit"), WORLD, [("fit", args) for args in FITS])
+
+
+@pytest.mark.parametrize("i", range(len(FITS)), ids=[f["method"] for f in FITS])
+def test_ddp_training_equals_one_process_on_the_union_of_the_shards(fit_ranks, i):
+    # Each rank steps on half of every global batch of 20 seeds (its blocks sampled as the one
+    # process samples them), DDP averages the gradients, the supervised loss is rescaled by the
+    # rank's share of labelled seeds: two epochs end with the single process's weights.
+    from dist_worker import fit_args
+    from gkd_ext.train import fit
+    method, task, optim, teachers = fit_args(FITS[i])
+    single = fit(method, task, optim, progress=False, teachers=teachers)
+    want = single.models["student"].state_dict()
+    for r, ranks in enumerate(fit_ranks):
+        got = ranks[i]["weights"]
+        for k in want:
+            torch.testing.assert_close(got[k], want[k], rtol=1e-5, atol=1e-6, msg=f"rank {r} {k}")
+        assert float(ranks[i]["test"]) == pytest.approx(single.record["result"]["test"])
+
+
 def test_without_a_process_group_the_error_says_so():
     with pytest.raises(RuntimeError, match="not initialised"):
         gdist.contrastive_loss(torch.randn(3, 4), torch.randn(3, 4))

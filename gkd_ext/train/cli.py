@@ -42,6 +42,11 @@ def build_parser(method_name: str = "supervised") -> argparse.ArgumentParser:
                    help="seeds 0..runs-1; mean ± std reported (1)")
     g.add_argument("--impl", choices=functional.IMPLS, default="fused",
                    help="fused gkd_ext ops, or the unfused pure-PyTorch references (fused)")
+    g.add_argument("--distributed", action="store_true",
+                   help="data-parallel training, one process per rank, started by torchrun "
+                        "(gloo on CPUs, NCCL with --device cuda: one GPU per process); with "
+                        "--fanouts each global batch of --batch-nodes seeds is split over the "
+                        "ranks. Rank 0 writes the results and checkpoints")
     g.add_argument("--tune", action="store_true",
                    help="per run, pick lr x weight decay on validation from "
                         f"{TUNE_GRID} (the record lists every setting tried)")
@@ -115,6 +120,9 @@ def parse(argv: Optional[List[str]] = None):
 def run(argv: Optional[List[str]] = None) -> Dict:
     method, data, optim, teacher_optim, ns = parse(argv)
     functional.set_impl(ns.impl)
+    if ns.distributed:
+        from .. import distributed
+        data = dataclasses.replace(data, device=distributed.init_from_env(data.device))
     out = ns.out or os.path.join("runs", f"{data.dataset}_{method.name}.json")
     payload = run_experiment(method, data, optim, runs=ns.runs, teacher_optim=teacher_optim,
                              teacher_ckpt=getattr(ns, "teacher_ckpt", None),

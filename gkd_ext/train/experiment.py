@@ -8,6 +8,7 @@ import os
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from .. import distributed
 from .common import summarize, versions, write_results
 from .config import ModelSpec, OptimConfig
 from .fit import Fitted, fit, obtain_teacher, save_model
@@ -48,6 +49,9 @@ def run_experiment(method: Method, data: DataConfig, optim: OptimConfig, *, runs
     the cohort of an ensemble method also as ``..._ensemble.pt``).
     """
     t_start = time.time()
+    main_rank = distributed.rank() == 0   # under torchrun, rank 0 logs and writes
+    if not main_rank:
+        log = _silent
     seeds = list(range(runs)) if seeds is None else list(seeds)
     teacher_slots = [n for n, s in method.participants().items() if s.role is Role.TEACHER]
     records = []
@@ -70,7 +74,7 @@ def run_experiment(method: Method, data: DataConfig, optim: OptimConfig, *, runs
                              desc=f"{method.name} {label}")
             record = fitted.record
             record["run"] = run
-            if save_models:
+            if save_models and main_rank:
                 record["saved"] = _save(fitted, method, task, save_models,
                                         f"{task.name}_{method.name}_seed{seed}"
                                         f"{'_' + run if run else ''}")
@@ -88,12 +92,16 @@ def run_experiment(method: Method, data: DataConfig, optim: OptimConfig, *, runs
                     "slots": {n: summarize([r["slots"][n]["test"] for r in records])
                               for n in records[0]["slots"]}},
         "wall_s": time.time() - t_start, "versions": versions()}
-    if out:
+    if out and main_rank:
         write_results(out, payload)
     s = payload["summary"]["test"]
     log(f"{method.name} on {data.dataset}: test {s['mean'] * 100:.2f} ± {s['std'] * 100:.2f} "
         f"({payload['metric']}) over {s['n']} run(s)" + (f"; results in {out}" if out else ""))
     return payload
+
+
+def _silent(*args, **kwargs) -> None:
+    pass
 
 
 def _save(fitted: Fitted, method: Method, task, folder: str, stem: str) -> Dict[str, str]:

@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Optional, Union
 import torch
 from torch import nn
 
+from .. import distributed
 from .common import (Interrupted, git_commit, load_checkpoint, rng_state, save_checkpoint,
                      set_rng_state, set_seed, versions)
 from .config import ModelSpec, OptimConfig, validate
@@ -111,7 +112,7 @@ def obtain_teacher(spec: ModelSpec, task: Task, optim: OptimConfig, *, seed: int
     fitted = fit(make_method("supervised", student=spec), task, optim, seed=seed,
                  progress=progress, desc=desc)
     model = fitted.models["student"].eval()
-    if isinstance(source, str):
+    if isinstance(source, str) and distributed.rank() == 0:
         save_model(source, spec, model, task)
     rec = fitted.record
     return Fitted({"source": "trained", **{k: rec["slots"]["student"][k] for k in
@@ -138,8 +139,10 @@ class Runner:
             self._prepared[key] = model.prepare(batch.graph)
         return self._prepared[key]
 
-    def forward(self, model: nn.Module, batch: Batch) -> Output:
-        logits, hidden = run_model(model, self.inputs(model, batch), batch)
+    def forward(self, model: nn.Module, batch: Batch, call: Optional[nn.Module] = None) -> Output:
+        """``model``'s outputs on ``batch``; ``call`` runs the forward instead of ``model``
+        itself (its DistributedDataParallel wrapper)."""
+        logits, hidden = run_model(call or model, self.inputs(model, batch), batch)
         return Output(logits, list(hidden))
 
     @torch.no_grad()
@@ -161,6 +164,12 @@ class Runner:
         hidden = [_in_order(torch.cat([p.hidden[i] for p in parts]), nodes, self.task.num_nodes)
                   for i in range(len(parts[0].hidden))]
         return Output(logits, hidden)
+
+
+def _ddp(model: nn.Module) -> nn.Module:
+    from torch.nn.parallel import DistributedDataParallel
+    device = next(model.parameters()).device
+    return DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
 
 
 def _in_order(rows: Tensor, ids: Tensor, total: int) -> Tensor:
@@ -249,6 +258,13 @@ def fit(method: Method, task: Task, optim: Optional[OptimConfig] = None, *, seed
                                       (list(parts[n].parameters()) if n in parts else []),
                                       lr=optim.lr, weight_decay=optim.weight_decay)
                   for n in trained + shared}
+    # Data-parallel under an initialised process group (torchrun): each trained model behind
+    # DistributedDataParallel (gradients averaged during the backward), the loss parts'
+    # gradients averaged explicitly; only rank 0 writes checkpoints and shows progress.
+    parallel = distributed.active()
+    call = {n: _ddp(models[n]) if parallel else models[n] for n in trained}
+    main_rank = distributed.rank() == 0
+    progress = progress and main_rank
     trackers = {n: Tracker(optim.patience) for n in trained}
     combined_trackers: Dict[str, Tracker] = {}
     settings = _jsonable({"method": method.describe(), "optim": dataclasses.asdict(optim),
@@ -265,11 +281,14 @@ def fit(method: Method, task: Task, optim: Optional[OptimConfig] = None, *, seed
                     m.train()
                 for opt in optimizers.values():
                     opt.zero_grad()
-                out = {**fixed, **{n: runner.forward(models[n], batch) for n in trained}}
+                out = {**fixed, **{n: runner.forward(models[n], batch, call[n]) for n in trained}}
                 losses, logs = method.step(out, batch, trained)
                 # Each learner's loss reaches only its own parameters (the method detaches
                 # what it takes from the others), so one backward of the sum is every step.
                 sum(losses.values()).backward()
+                if parallel:
+                    distributed.average_gradients(p for part in parts.values()
+                                                  for p in part.parameters())
                 for opt in optimizers.values():
                     opt.step()
             else:
@@ -288,9 +307,12 @@ def fit(method: Method, task: Task, optim: Optional[OptimConfig] = None, *, seed
                             parts[n].train()
                     for n in [learner] + shared:
                         optimizers[n].zero_grad()
-                    out[learner] = runner.forward(models[learner], batch)
+                    out[learner] = runner.forward(models[learner], batch, call[learner])
                     step_losses, step_logs = method.step(out, batch, [learner])
                     step_losses[learner].backward()
+                    if parallel:
+                        distributed.average_gradients(p for n in [learner] + shared if n in parts
+                                                      for p in parts[n].parameters())
                     for n in [learner] + shared:
                         optimizers[n].step()
                     losses[learner] = step_losses[learner]
@@ -347,7 +369,7 @@ def fit(method: Method, task: Task, optim: Optional[OptimConfig] = None, *, seed
                 best[n] = copy.deepcopy(models[n].state_dict())
         bar.set_postfix({n: f"{t.best_test:.3f}" for n, t in trackers.items()}, refresh=False)
         finished = stop or epoch + 1 >= optim.epochs
-        if checkpoint:
+        if checkpoint and main_rank:
             save_checkpoint(checkpoint, {
                 "settings": settings, "finished": finished, "epoch": epoch,
                 "train_time": train_time, "rng": rng_state(), "best": best,

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from .. import distributed
 from ..graph import Graph
 from ..data.features import NORMS
 from ..sampling import Blocks, NeighborSampler
@@ -54,6 +55,9 @@ class Batch:
     pool: Optional[Pool] = None
     key: Optional[Hashable] = None
     blocks: Optional[Blocks] = None
+    # Under data-parallel training: the factor that makes the supervised loss's mean over this
+    # rank's labelled rows, averaged over the ranks by DDP, the mean over the global batch's.
+    loss_scale: Optional[float] = None
 
 
 def run_model(model: nn.Module, inputs, batch: Batch):
@@ -119,8 +123,10 @@ class Task:
         if z.size(0) == 0:   # a mini-batch without labelled nodes
             return logits.sum() * 0.0
         if self.multilabel:
-            return F.binary_cross_entropy_with_logits(z, y.float())
-        return F.cross_entropy(z, y)
+            loss = F.binary_cross_entropy_with_logits(z, y.float())
+        else:
+            loss = F.cross_entropy(z, y)
+        return loss if batch.loss_scale is None else loss * batch.loss_scale
 
     def targets(self) -> Tensor:
         raise NotImplementedError
@@ -227,16 +233,30 @@ class SampledNodeTask(NodeTask):
 
     def train_batches(self, unlabelled: bool = True) -> Iterator[Batch]:
         from ..data import select_rows
-        n = self.num_nodes
-        order = torch.randperm(n).to(self.device) if unlabelled else \
-            self.train_ids[torch.randperm(self.train_ids.numel()).to(self.device)]
+        # The epoch's order and hop seeds come from one seed drawn from torch's generator (so a
+        # resumed run repeats them) and, under torchrun, rank 0's: the ranks must agree on the
+        # global batches even where their generators have drifted apart (dropout draws as
+        # many numbers as a rank's batch has entries).
+        base = int(torch.randint(0, 2 ** 62, (1,)))
+        if distributed.active():
+            base = distributed.broadcast_int(base, self.device)
+        gen = torch.Generator().manual_seed(base)
+        ids = torch.arange(self.num_nodes) if unlabelled else self.train_ids.cpu()
+        order = ids[torch.randperm(ids.numel(), generator=gen)].to(self.device)
         for start in range(0, order.numel(), self.batch_nodes):
-            seeds = order[start:start + self.batch_nodes]
-            blocks = self.sampler.sample(seeds)
+            # Under torchrun, each rank takes an equal share of the global batch; the sample of
+            # a node depends only on (hop seed, node), so the ranks' blocks together are the
+            # single process's.
+            seeds = distributed.shard(order[start:start + self.batch_nodes])
+            blocks = self.sampler.sample(seeds, seed=int(torch.randint(0, 2 ** 62, (1,), generator=gen)))
+            labelled = self.split.train[seeds]
+            scale = None
+            if distributed.active():
+                total = distributed.all_sum(int(labelled.sum()), self.device)
+                scale = int(labelled.sum()) * distributed.world_size() / max(total, 1.0)
             yield Batch(blocks.graphs[-1], select_rows(self.x, blocks.node_ids), self.y[seeds],
-                        loss_rows=self.split.train[seeds],
-                        node_ids=blocks.node_ids[: blocks.num_hidden_rows], target_ids=seeds,
-                        blocks=blocks)
+                        loss_rows=labelled, node_ids=blocks.node_ids[: blocks.num_hidden_rows],
+                        target_ids=seeds, blocks=blocks, loss_scale=scale)
 
     def describe(self) -> Dict:
         return {**super().describe(), "sampling": {"fanouts": self.sampler.fanouts,
