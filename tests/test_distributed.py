@@ -106,3 +106,20 @@ def test_ddp_training_equals_one_process_on_the_union_of_the_shards(fit_ranks, i
 def test_without_a_process_group_the_error_says_so():
     with pytest.raises(RuntimeError, match="not initialised"):
         gdist.contrastive_loss(torch.randn(3, 4), torch.randn(3, 4))
+
+
+def test_torchrun_cli(tmp_path):
+    # The documented command, two gloo processes: rank 0 writes the one results file.
+    out = tmp_path / "kd.json"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+           "--standalone", "-m", "gkd_ext", "train", "--method", "kd", "--dataset", "cora",
+           "--fanouts", "5,5", "--batch-nodes", "512", "--epochs", "1", "--teacher", "gcn",
+           "--teacher-layers", "2", "--teacher-epochs", "1", "--distributed", "--no-progress",
+           "--out", str(out)]
+    done = subprocess.run(cmd, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    run = json.loads(out.read_text())["runs"][0]
+    assert run["task"]["sampling"]["batch_nodes"] == 512
+    assert done.stdout.count("kd on cora: test") == 1   # logs from rank 0 only
