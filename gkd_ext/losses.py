@@ -46,7 +46,9 @@ def as_graph(graph: Optional[GraphLike], num_nodes: int, where: str) -> Graph:
 
 
 class DistillLoss(nn.Module):
-    """Base class: ``forward(student, teacher, graph=None, nodes=None) -> scalar``."""
+    """Base class: ``forward(student, teacher, graph=None, nodes=None) -> scalar``.
+    ``uses_graph`` says whether the loss reads ``graph`` (the rows' edges)."""
+    uses_graph: bool = False
 
     def forward(self, student: Tensor, teacher: Tensor, graph: Optional[GraphLike] = None,
                 nodes: Optional[Tensor] = None) -> Tensor:
@@ -189,7 +191,9 @@ class GCRDLoss(DistillLoss):
 
     Shape: ``forward(h_s [n, d_s], h_t [n, d_t], graph=None, nodes=None) -> []``; ``nodes`` is
     a bool mask ``[n]`` or an index tensor selecting S (e.g. the training nodes); ``graph`` is
-    not read.
+    not read. In a process group of several ranks (data-parallel training) each rank's rows
+    are one share of S: the InfoNCE is :func:`gkd_ext.distributed.contrastive_loss`, every
+    rank's candidates negatives of every anchor (the heads' batch-norm statistics stay per rank).
 
     Example:
         >>> crd = GCRDLoss(64, 256)
@@ -215,6 +219,10 @@ class GCRDLoss(DistillLoss):
         h_s, h_t = _restrict_pair("GCRDLoss", h_s, h_t, nodes, self.max_samples, self.generator)
         z_s = nn.functional.normalize(self.proj_s(h_s), dim=1)
         z_t = nn.functional.normalize(self.proj_t(h_t), dim=1)
+        from . import distributed
+        if distributed.active():   # data-parallel: every rank's candidates are negatives
+            return distributed.contrastive_loss(z_s, z_t, self.temperature, self.symmetric,
+                                                self.precision)
         return contrastive_loss(z_s, z_t, self.temperature, self.symmetric, self.precision)
 
     def extra_repr(self) -> str:
@@ -281,6 +289,8 @@ class LSPLoss(DistillLoss):
         >>> loss_fn = LSPLoss("laplacian", sigma=100.0)
         >>> loss = loss_fn(h_student, h_teacher.detach(), graph)
     """
+
+    uses_graph = True
 
     def __init__(self, kernel: str = "rbf", reduction: str = "node_mean", **kernel_params):
         super().__init__()

@@ -88,8 +88,11 @@ def case_fit(rank, world, args):
     from gkd_ext.train import fit
     method, task, optim, teachers = fit_args(args)
     fitted = fit(method, task, optim, progress=False, teachers=teachers)
-    return {"weights": {k: v.detach().clone() for k, v in fitted.models["student"].state_dict().items()},
-            "test": torch.tensor(fitted.record["result"]["test"])}
+    weights = {k: v.detach().clone() for k, v in fitted.models["student"].state_dict().items()}
+    aux = getattr(method, "aux", None)   # the loss's trainable parts (G-CRD's heads; their
+    if aux is not None:                  # batch-norm running statistics are per rank)
+        weights.update({f"aux.{k}": v.detach().clone() for k, v in aux.named_parameters()})
+    return {"weights": weights, "test": torch.tensor(fitted.record["result"]["test"])}
 
 
 CASES = {"infonce": case_infonce, "fit": case_fit}

@@ -78,7 +78,10 @@ def test_infonce_equals_the_single_process_loss(infonce_ranks, i):
         torch.testing.assert_close(got["grad_t"] / WORLD, z_t.grad[rows])
 
 
-FITS = [{"method": m, "batch_nodes": 20, "epochs": 2} for m in ("supervised", "kd", "lsp")]
+FITS = [{"method": m, "batch_nodes": 20, "epochs": 2} for m in ("supervised", "kd", "lsp", "gcrd")]
+# G-CRD's heads normalise with batch-norm statistics of each rank's rows, so it is not the
+# single process's computation; its ranks must still stay in step (weights and heads synced).
+EXACT = ("supervised", "kd", "lsp")
 
 
 @pytest.fixture(scope="module")
@@ -93,11 +96,17 @@ def test_ddp_training_equals_one_process_on_the_union_of_the_shards(fit_ranks, i
     # rank's share of labelled seeds: two epochs end with the single process's weights.
     from dist_worker import fit_args
     from gkd_ext.train import fit
+    if FITS[i]["method"] not in EXACT:
+        ranks = [r[i]["weights"] for r in fit_ranks]
+        for k in ranks[0]:
+            torch.testing.assert_close(ranks[1][k], ranks[0][k], rtol=0, atol=0, msg=k)
+        return
     method, task, optim, teachers = fit_args(FITS[i])
     single = fit(method, task, optim, progress=False, teachers=teachers)
     want = single.models["student"].state_dict()
     for r, ranks in enumerate(fit_ranks):
         got = ranks[i]["weights"]
+        assert set(got) >= set(want)
         for k in want:
             torch.testing.assert_close(got[k], want[k], rtol=1e-5, atol=1e-6, msg=f"rank {r} {k}")
         assert float(ranks[i]["test"]) == pytest.approx(single.record["result"]["test"])

@@ -58,6 +58,9 @@ class Batch:
     # Under data-parallel training: the factor that makes the supervised loss's mean over this
     # rank's labelled rows, averaged over the ranks by DDP, the mean over the global batch's.
     loss_scale: Optional[float] = None
+    # A sampled batch: its seeds are the first this many hidden rows (the rest are their
+    # sampled neighbours, which losses over edges read).
+    seed_rows: Optional[int] = None
 
 
 def run_model(model: nn.Module, inputs, batch: Batch):
@@ -256,7 +259,8 @@ class SampledNodeTask(NodeTask):
                 scale = int(labelled.sum()) * distributed.world_size() / max(total, 1.0)
             yield Batch(blocks.graphs[-1], select_rows(self.x, blocks.node_ids), self.y[seeds],
                         loss_rows=labelled, node_ids=blocks.node_ids[: blocks.num_hidden_rows],
-                        target_ids=seeds, blocks=blocks, loss_scale=scale)
+                        target_ids=seeds, blocks=blocks, loss_scale=scale,
+                        seed_rows=seeds.numel())
 
     def describe(self) -> Dict:
         return {**super().describe(), "sampling": {"fanouts": self.sampler.fanouts,

@@ -135,7 +135,12 @@ class OfflineKD(Method):
         if self.pairs:
             aux = 0.0
             for mod, (ls, lt) in zip(self.aux, self.pairs):
-                aux = aux + mod(s.hidden[ls], t.hidden[lt].detach(), graph=batch.graph)
+                h_s, h_t = s.hidden[ls], t.hidden[lt].detach()
+                if batch.seed_rows is not None and not mod.uses_graph:
+                    # A sampled batch: losses over the batch's nodes compare its seeds; the
+                    # neighbour rows are there for losses over edges (LSP).
+                    h_s, h_t = h_s[: batch.seed_rows], h_t[: batch.seed_rows]
+                aux = aux + mod(h_s, h_t, graph=batch.graph)
             logs["aux"] = float(aux.detach())
             loss = loss + self.beta() * aux
         return {"student": loss}, logs
