@@ -27,12 +27,6 @@ __device__ __forceinline__ void note_fault(Word* err, CsrFault kind, int64_t pos
   atomicMin(err, static_cast<Word>(fault_key(kind, pos)));
 }
 
-__device__ __forceinline__ int64_t first_index() {
-  return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-}
-__device__ __forceinline__ int64_t index_stride() {
-  return static_cast<int64_t>(gridDim.x) * blockDim.x;
-}
 
 // rowptr [rows + 1]: rowptr[0] == 0, rowptr[i] <= rowptr[i + 1], rowptr[rows] == E. `start` is
 // kRowptrStart or kTRowptrStart; the order and end kinds follow it.
@@ -100,9 +94,6 @@ __global__ void trap_kernel(const Word* err) {
   }
 }
 
-unsigned grid_for(int64_t n) {
-  return static_cast<unsigned>(std::clamp<int64_t>((n + kThreads - 1) / kThreads, 1, int64_t(1) << 16));
-}
 
 }  // namespace
 

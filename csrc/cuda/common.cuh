@@ -16,6 +16,19 @@ constexpr int kThreads = 256;  // threads per block in every kernel
 constexpr int kWarp = 32;
 constexpr unsigned kFullMask = 0xffffffffu;
 
+// Grid-stride loops over n items: this thread's first index and the stride, and a grid of
+// kThreads-thread blocks for n items (at least 1 block, at most 2^16: the loop covers the rest).
+__device__ __forceinline__ int64_t first_index() {
+  return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+}
+__device__ __forceinline__ int64_t index_stride() {
+  return static_cast<int64_t>(gridDim.x) * blockDim.x;
+}
+inline unsigned grid_for(int64_t n) {
+  const int64_t blocks = (n + kThreads - 1) / kThreads;
+  return static_cast<unsigned>(blocks < 1 ? 1 : (blocks > (int64_t(1) << 16) ? (int64_t(1) << 16) : blocks));
+}
+
 // Elements of T in the widest vector access, 16 bytes.
 template <typename T>
 constexpr int max_vec() { return 16 / static_cast<int>(sizeof(T)); }

@@ -31,17 +31,6 @@ __device__ __forceinline__ void note(Word* err, SampleFault kind, int64_t pos) {
   atomicMin(err, static_cast<Word>(sample_fault_key(kind, pos)));
 }
 
-__device__ __forceinline__ int64_t first_index() {
-  return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-}
-__device__ __forceinline__ int64_t index_stride() {
-  return static_cast<int64_t>(gridDim.x) * blockDim.x;
-}
-
-unsigned grid_for(int64_t n) {
-  return static_cast<unsigned>(std::clamp<int64_t>((n + kThreads - 1) / kThreads, 1, int64_t(1) << 16));
-}
-
 // counts[i]: the sample size of row nodes[i] (0 for a faulty row, whose fault is noted).
 __global__ void count_kernel(const int64_t* __restrict__ rp, int64_t N, int64_t E,
                              const int64_t* __restrict__ nodes, int64_t n, int64_t fanout,
