@@ -175,6 +175,10 @@ def shard(seeds: Tensor) -> Tensor:
     return seeds[rank() * each:(rank() + 1) * each]
 
 
+def barrier() -> None:
+    dist.barrier()
+
+
 def broadcast_int(value: int, device: torch.device) -> int:
     """Rank 0's ``value`` on every rank."""
     t = torch.tensor([int(value)], dtype=torch.long, device=device)

@@ -95,7 +95,26 @@ def case_fit(rank, world, args):
     return {"weights": weights, "test": torch.tensor(fitted.record["result"]["test"])}
 
 
-CASES = {"infonce": case_infonce, "fit": case_fit}
+def case_fit_resumed(rank, world, args):
+    """`fit` data-parallel, stopped after the first epoch and resumed from the checkpoint rank 0
+    wrote: the student's weights (to equal the uninterrupted run's)."""
+    from gkd_ext.train import fit
+    from gkd_ext.train.common import Interrupted
+    method, task, optim, teachers = fit_args(args)
+    ckpt = os.path.join(args["folder"], "run.pt")
+    try:
+        fit(method, task, optim, progress=False, teachers=teachers, checkpoint=ckpt,
+            interrupt_after=1)
+        raise AssertionError("the run was not interrupted")
+    except Interrupted:
+        pass
+    method, task, optim, teachers = fit_args(args)
+    fitted = fit(method, task, optim, progress=False, teachers=teachers, checkpoint=ckpt)
+    return {"weights": {k: v.detach().clone() for k, v in fitted.models["student"].state_dict().items()},
+            "wrote": torch.tensor(os.path.exists(ckpt))}
+
+
+CASES = {"infonce": case_infonce, "fit": case_fit, "fit_resumed": case_fit_resumed}
 
 
 def main() -> None:

@@ -86,7 +86,19 @@ EXACT = ("supervised", "kd", "lsp")
 
 @pytest.fixture(scope="module")
 def fit_ranks(tmp_path_factory):
-    return run_ranks(tmp_path_factory.mktemp("fit"), WORLD, [("fit", args) for args in FITS])
+    folder = tmp_path_factory.mktemp("fit")
+    resume = {**FITS[1], "folder": str(folder)}
+    return run_ranks(folder, WORLD, [("fit", args) for args in FITS] + [("fit_resumed", resume)])
+
+
+def test_ddp_run_resumes_from_rank_0s_checkpoint(fit_ranks):
+    # Stopped after epoch 0 and resumed (rank 0 wrote the checkpoint, every rank read it): the
+    # weights of the uninterrupted data-parallel run.
+    for r, ranks in enumerate(fit_ranks):
+        got, want = ranks[len(FITS)]["weights"], ranks[1]["weights"]
+        assert bool(ranks[len(FITS)]["wrote"])
+        for k in want:
+            torch.testing.assert_close(got[k], want[k], rtol=0, atol=0, msg=f"rank {r} {k}")
 
 
 @pytest.mark.parametrize("i", range(len(FITS)), ids=[f["method"] for f in FITS])

@@ -338,6 +338,8 @@ def fit(method: Method, task: Task, optim: Optional[OptimConfig] = None, *, seed
 
     start, train_time, best = 0, 0.0, {}
     finished = False
+    if parallel:
+        distributed.barrier()   # rank 0 has finished writing the checkpoint the ranks resume from
     if checkpoint and os.path.exists(checkpoint):
         state = load_checkpoint(checkpoint, keys=CHECKPOINT_KEYS)
         _check_settings(checkpoint, state.get("settings"), settings)
