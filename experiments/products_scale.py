@@ -104,7 +104,7 @@ def main() -> None:
           train_nodes=int(data.train_mask.sum()))
 
     # Count what the sampler draws (fit does not know about it).
-    stats = {"edges": 0, "seconds": 0.0, "batches": 0}
+    stats = {"edges": 0, "seconds": 0.0, "batches": 0, "start": time.perf_counter()}
     sample = task.sampler.sample
 
     def counted(seeds, seed=None):
@@ -113,6 +113,9 @@ def main() -> None:
         stats["seconds"] += time.perf_counter() - t
         stats["edges"] += sum(g.num_edges for g in blocks.graphs)
         stats["batches"] += 1
+        if stats["batches"] % 200 == 0:
+            print(f"  batch {stats['batches']}: {time.perf_counter() - stats['start']:.0f} s since "
+                  f"the phase began", flush=True)
         return blocks
     task.sampler.sample = counted
 
@@ -125,7 +128,7 @@ def main() -> None:
     phase("teacher", seconds=time.perf_counter() - t0, test=rec["result"]["test"],
           epochs=rec["timings"]["epochs"], epoch_ms=rec["timings"]["epoch_time_ms"])
 
-    stats.update(edges=0, seconds=0.0, batches=0)
+    stats.update(edges=0, seconds=0.0, batches=0, start=time.perf_counter())
     t0 = time.perf_counter()
     fitted = fit(method, task, OptimConfig(epochs=1, patience=1), progress=True,
                  teachers={"teacher": teacher.models["student"]})
