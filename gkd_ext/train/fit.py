@@ -241,7 +241,10 @@ def fit(method: Method, task: Task, optim: Optional[OptimConfig] = None, *, seed
     t0 = time.perf_counter()
     # Frozen outputs come from the batches the task lets training see (the whole data, or in
     # an inductive task the observed part only, so no held-out node reaches a teacher).
-    cached = {name: runner.predict(model, task.frozen_batches()) for name, model in frozen.items()}
+    # A runner of their own: what the teachers' inputs took (a normalised copy of the graph,
+    # GBs at ogbn-products size) is freed once their outputs are cached.
+    cached = {name: Runner(task).predict(model, task.frozen_batches())
+              for name, model in frozen.items()}
     cache_s = time.perf_counter() - t0
 
     # Trained slots: models, the method's loss parts, one optimiser each.
