@@ -100,7 +100,7 @@ def test_build_info():
     assert list(ops) == sorted(ops)
     kernels = registered_kernels()
     expected = {"check_csr", "spmm", "spmm_backward", "sddmm", "lsp", "lsp_backward", "infonce",
-                "infonce_backward", "gsp", "gsp_backward", "build_info"}
+                "infonce_backward", "gsp", "gsp_backward", "sample_neighbors", "build_info"}
     assert set(kernels) == expected
     for op in expected - {"build_info"}:
         assert {"CPU", "Meta"} <= set(kernels[op]), op
