@@ -16,6 +16,7 @@ checked to hold only real edges with the fan-out respected.
 """
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 
@@ -93,7 +94,7 @@ def check_torch_blocks(g: Graph, blocks, fanouts) -> Tuple[Tensor, Tensor]:
     return torch.tensor(float(bad)), torch.tensor(0.0)
 
 
-def main() -> None:
+def make_parser() -> argparse.ArgumentParser:
     p = parser(__doc__.split("\n")[0])
     p.add_argument("--workloads", nargs="+", default=["arxiv", "products"])
     p.add_argument("--scale", type=float, default=1.0, help="shrink the workload graphs")
@@ -101,7 +102,11 @@ def main() -> None:
     p.add_argument("--fanouts", type=int, nargs="+", default=[15, 10, 5],
                    help="per layer, input side first (GraphSAGE's 3-layer setting)")
     p.add_argument("--check-nodes", type=int, default=64)
-    args = p.parse_args()
+    return p
+
+
+def main() -> None:
+    args = make_parser().parse_args()
     bench = Bench("sample", args)
     dev = bench.device
     for name in args.workloads:

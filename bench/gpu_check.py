@@ -62,10 +62,10 @@ MAX_FILES = 8
 # budget leaves once the reserves of the stages after it are set aside.
 GPU_LIMITS = {"probe": (60, 10), "build": (300, 0), "verify": (60, 10), "tests": (180, 60),
               "bench_spmm": (90, 30), "bench_lsp": (60, 20), "bench_train": (60, 20),
-              "bench_contrastive": (150, 30)}
+              "bench_contrastive": (150, 30), "bench_sample": (45, 10)}
 DRY_LIMITS = {"probe": (60, 10), "build": (900, 0), "verify": (60, 10), "tests": (120, 30),
               "bench_spmm": (90, 20), "bench_lsp": (90, 20), "bench_train": (90, 20),
-              "bench_contrastive": (90, 20)}
+              "bench_contrastive": (90, 20), "bench_sample": (60, 10)}
 GPU_TEST_TIMEOUT, DRY_TEST_TIMEOUT = 60, 30
 MAX_TEST_RESTARTS = 3
 
@@ -76,6 +76,7 @@ GPU_BENCH = {
     "bench_train": ["--preset", "arxiv"],
     "bench_contrastive": ["--n", "16384", "--dim", "256", "--big-n", "1000000", "--big-dim", "128",
                           "--big-losses", "infonce", "--big-fwd"],
+    "bench_sample": ["--workloads", "arxiv", "products"],
 }
 DRY_BENCH = {
     "bench_spmm": ["--workloads", "arxiv", "--scale", "0.002", "--dims", "16", "--copy-mb", "8"],
@@ -84,6 +85,7 @@ DRY_BENCH = {
     "bench_train": ["--preset", "tiny"],
     "bench_contrastive": ["--n", "256", "--dim", "32", "--big-n", "2048", "--big-dim", "16",
                           "--big-losses", "infonce", "--big-fwd", "--check-rows", "64"],
+    "bench_sample": ["--workloads", "arxiv", "--scale", "0.002", "--copy-mb", "8"],
 }
 DRY_REPEAT = ["--repeat", "1", "--warmup", "0"]
 
@@ -541,7 +543,7 @@ class Run:
         later_skip = None if usable else \
             f"the verify stage did not pass ({self.stages['verify'].reason or 'see the log'})"
         self.stage("tests", self.do_tests, skip=later_skip)
-        for name in ("bench_spmm", "bench_lsp", "bench_train", "bench_contrastive"):
+        for name in ("bench_spmm", "bench_lsp", "bench_train", "bench_contrastive", "bench_sample"):
             self.stage(name, lambda st, lim, name=name: self.do_bench(name, st, lim), skip=later_skip)
         return self.finish()
 

@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.join(ROOT, "bench"))
 
 import gpu_check  # noqa: E402
 
-BENCHES = ["bench_spmm", "bench_lsp", "bench_train", "bench_contrastive"]
+BENCHES = ["bench_spmm", "bench_lsp", "bench_train", "bench_contrastive", "bench_sample"]
 
 
 def _run(tmp_path, budget=600.0):
@@ -70,7 +70,7 @@ def test_dry_run_end_to_end(tmp_path):
     assert len(files) <= gpu_check.MAX_FILES, files
     assert files == sorted(["gpu_check.json", "gpu_check.log"] + [f"{b}.json" for b in BENCHES])
     log = (out / "gpu_check.log").read_text()
-    assert "=== [4/8] tests" in log and "gpu-check PASSED" in log
+    assert "=== [4/9] tests" in log and "gpu-check PASSED" in log
     assert wall < 600
 
 
@@ -123,7 +123,7 @@ def test_stage_limits_fit_the_budget(tmp_path):
         assert limit <= 300.0 - reserves - before + 1e-6
         run.stages[name].status = "ok"
     fresh = _run(tmp_path, budget=300.0)
-    assert fresh.limit_for("probe") == 60 and 170 < fresh.limit_for("build") <= 300.0 - 120
+    assert fresh.limit_for("probe") == 60 and 160 < fresh.limit_for("build") <= 300.0 - 130
 
 
 def test_per_test_limits_and_restart_after_a_hang(tmp_path, monkeypatch):

@@ -4,7 +4,6 @@ blocks against the full graph, and every method through `fit` in mini-batches.""
 import pytest
 import torch
 
-import gkd_ext
 from gkd_ext import Graph
 from gkd_ext.nn import GAT, GCN, MLP, GraphSAGE
 from gkd_ext.nn.base import remove_self_loops
@@ -14,11 +13,8 @@ from gkd_ext.sampling import NeighborSampler, induced_subgraph, padded_square, s
 from gkd_ext.train import ModelSpec, NodeTask, OptimConfig, fit, make_method
 from gkd_ext.train.tasks import Batch, SampledNodeTask, observed_subgraph, run_model
 
+from conftest import DEVICES
 from test_train import tiny_task
-
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
-    not (torch.cuda.is_available() and gkd_ext.has_cuda_kernels()),
-    reason="CUDA: no GPU or no CUDA kernels in this build"))]
 
 
 def random_graph(n=80, e=500, seed=0):
@@ -42,6 +38,25 @@ def test_op_equals_reference(device, fanout, replace):
     got = op(g.to(device), nodes.to(device), fanout, replace, 987654321)
     for name, a, b in zip(("rowptr", "col", "src_nodes", "edge_ids"), got, ref):
         assert torch.equal(a.cpu(), b), name
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_multi_hop_blocks_are_the_same_on_every_device(device):
+    # A seed fixes the whole batch: the blocks (and a model's outputs on them) on this device
+    # equal the CPU's.
+    g = random_graph(300, 3000, seed=4)
+    seeds = torch.randperm(300, generator=torch.Generator().manual_seed(2))[:40]
+    cpu = NeighborSampler(g, [5, 3]).sample(seeds, seed=77)
+    dev = NeighborSampler(g.to(device), [5, 3]).sample(seeds.to(device), seed=77)
+    assert torch.equal(dev.node_ids.cpu(), cpu.node_ids)
+    for a, b in zip(dev.graphs, cpu.graphs):
+        assert torch.equal(a.rowptr.cpu(), b.rowptr) and torch.equal(a.col.cpu(), b.col)
+    torch.manual_seed(0)
+    model = GCN(8, 16, 3).eval()
+    x = torch.randn(300, 8)
+    want = model(model.prepare_blocks(cpu), x[cpu.node_ids])[0]
+    got = model.to(device)(model.prepare_blocks(dev), x.to(device)[dev.node_ids])[0]
+    torch.testing.assert_close(got.cpu(), want, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("replace", [False, True])
