@@ -251,6 +251,8 @@ class SampledNodeTask(NodeTask):
             # a node depends only on (hop seed, node), so the ranks' blocks together are the
             # single process's.
             seeds = distributed.shard(order[start:start + self.batch_nodes])
+            if seeds.numel() == 0:   # fewer seeds left than ranks: every rank skips them
+                continue
             blocks = self.sampler.sample(seeds, seed=int(torch.randint(0, 2 ** 62, (1,), generator=gen)))
             labelled = self.split.train[seeds]
             scale = None
