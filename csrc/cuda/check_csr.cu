@@ -27,7 +27,6 @@ __device__ __forceinline__ void note_fault(Word* err, CsrFault kind, int64_t pos
   atomicMin(err, static_cast<Word>(fault_key(kind, pos)));
 }
 
-
 // rowptr [rows + 1]: rowptr[0] == 0, rowptr[i] <= rowptr[i + 1], rowptr[rows] == E. `start` is
 // kRowptrStart or kTRowptrStart; the order and end kinds follow it.
 __global__ void rowptr_kernel(const int64_t* __restrict__ rp, int64_t rows, int64_t E,
