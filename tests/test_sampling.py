@@ -279,3 +279,27 @@ def test_lsp_on_a_sampled_block(reduction):
     assert torch.autograd.gradcheck(lambda h: lsp_loss(block, h, h_t, "rbf", reduction).sum(), (h_s,))
     with pytest.raises(ValueError, match="num_dst <= num_src"):
         lsp_loss(Graph.from_edge_index(torch.tensor([[0], [1]]), (1, 2)), h_s[:1], h_t[:1])
+
+
+def test_large_teacher_outputs_are_memory_mapped(monkeypatch):
+    # Above the threshold the cached teacher outputs live in (unlinked) memory-mapped files;
+    # training reads them as it reads tensors in memory.
+    import importlib
+    import numpy as np
+    from gkd_ext.train.fit import Output, mapped_if_large
+    fit_module = importlib.import_module("gkd_ext.train.fit")   # the module, not the function
+    out = Output(torch.randn(5, 3), [torch.randn(5, 4)])
+    monkeypatch.setattr(fit_module, "MAP_BYTES", 0)
+    got = mapped_if_large(out)
+    assert isinstance(got.logits.numpy(), np.ndarray) and got.logits.numpy().base is not None
+    assert torch.equal(got.logits, out.logits) and torch.equal(got.hidden[0], out.hidden[0])
+    task = sampled(tiny_task())
+    kd = lambda: make_method("kd", teacher=ModelSpec("gcn", 16, 2, 1, 0.1), student=GCN_SPEC)  # noqa: E731
+    teacher = fit(make_method("supervised", student=ModelSpec("gcn", 16, 2, 1, 0.1)), task, OPT,
+                  progress=False).models["student"]
+    torch.manual_seed(0)
+    mapped = fit(kd(), task, OPT, progress=False, teachers={"teacher": teacher}).record
+    monkeypatch.setattr(fit_module, "MAP_BYTES", 2 ** 40)
+    torch.manual_seed(0)
+    in_memory = fit(kd(), task, OPT, progress=False, teachers={"teacher": teacher}).record
+    assert mapped["slots"]["student"]["history"] == in_memory["slots"]["student"]["history"]

@@ -172,6 +172,36 @@ def _ddp(model: nn.Module) -> nn.Module:
     return DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
 
 
+# Frozen outputs on the CPU larger than this (bytes; env GKD_MAP_TEACHER_BYTES) move to
+# memory-mapped files (in GKD_CACHE_DIR, default the system temp folder): file-backed pages the
+# OS can drop and read again, where anonymous memory on a machine without swap could not be.
+MAP_BYTES = int(os.environ.get("GKD_MAP_TEACHER_BYTES", 2 ** 32))
+
+
+def mapped_if_large(out: Output) -> Output:
+    """``out`` with its tensors memory-mapped when they are on the CPU and together exceed
+    :data:`MAP_BYTES`; the files are unlinked at once (the mapping keeps them until freed)."""
+    tensors = [out.logits] + list(out.hidden)
+    size = sum(t.numel() * t.element_size() for t in tensors)
+    if size <= MAP_BYTES or any(t.device.type != "cpu" for t in tensors):
+        return out
+    import tempfile
+    import numpy as np
+
+    def to_file(t: Tensor) -> Tensor:
+        fd, path = tempfile.mkstemp(suffix=".gkd-teacher", dir=os.environ.get("GKD_CACHE_DIR"))
+        os.close(fd)
+        try:
+            values = t.detach().contiguous().numpy()
+            arr = np.memmap(path, dtype=values.dtype, mode="w+", shape=values.shape)
+            arr[...] = values
+            arr.flush()
+        finally:
+            os.unlink(path)
+        return torch.from_numpy(arr)
+    return Output(to_file(out.logits), [to_file(h) for h in out.hidden])
+
+
 def _in_order(rows: Tensor, ids: Tensor, total: int) -> Tensor:
     out = rows.new_full((total,) + tuple(rows.shape[1:]), float("nan"))
     out[ids] = rows
@@ -243,7 +273,7 @@ def fit(method: Method, task: Task, optim: Optional[OptimConfig] = None, *, seed
     # an inductive task the observed part only, so no held-out node reaches a teacher).
     # A runner of their own: what the teachers' inputs took (a normalised copy of the graph,
     # GBs at ogbn-products size) is freed once their outputs are cached.
-    cached = {name: Runner(task).predict(model, task.frozen_batches())
+    cached = {name: mapped_if_large(Runner(task).predict(model, task.frozen_batches()))
               for name, model in frozen.items()}
     cache_s = time.perf_counter() - t0
 
