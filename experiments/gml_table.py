@@ -129,6 +129,9 @@ def main() -> None:
                    help="MLP students: from a GML cohort, from one GNN teacher, alone")
     p.add_argument("--rows", default=None,
                    help="comma-separated row numbers (default all); they join the rows already in --out")
+    p.add_argument("--reuse-cohort", action="store_true",
+                   help="--mlp-students: load the GML cohorts an earlier run of this table saved "
+                        "in runs/gml_table/<dataset> instead of training them again")
     p.add_argument("--out", default=None)
     args, common = p.parse_known_args()
     _, data, optim, _, ns = parse(common)
@@ -138,15 +141,13 @@ def main() -> None:
     models_dir = os.path.join("runs", "gml_table", data.dataset)
     table: List[Dict[str, Any]] = []
     if kind == "mlp":
-        rows = mlp_rows(data, optim, ns.runs, models_dir)
+        rows = mlp_rows(data, optim, ns.runs, models_dir, args.reuse_cohort)
     else:
-        rows = GRAPH_ROWS if kind == "graph" else NODE_ROWS
-        if args.rows is not None:
-            rows = [rows[int(i)] for i in args.rows.split(",")]
         rows = [(name, make_method(m, cfg, **({} if spec is None else {"student": spec})), {})
-                for name, m, cfg, spec in rows]
-    order = [r[0] for r in rows] if args.rows is None else [r[0] for r in
-                                                            (GRAPH_ROWS if kind == "graph" else NODE_ROWS)]
+                for name, m, cfg, spec in (GRAPH_ROWS if kind == "graph" else NODE_ROWS)]
+    order = [r[0] for r in rows]
+    if args.rows is not None:
+        rows = [rows[int(i)] for i in args.rows.split(",")]
     for name, method, extra in rows:
         t0 = time.time()
         payload = run_experiment(method, data, optim, runs=ns.runs, progress=False, **extra)
@@ -163,13 +164,19 @@ def main() -> None:
     print(f"wrote {out}")
 
 
-def mlp_rows(data, optim, runs, models_dir):
+def mlp_rows(data, optim, runs, models_dir, reuse_cohort=False):
     """An MLP alone, from a GCN teacher, and from a GML cohort's saved ensemble: the cohort
     and the teacher are trained first (per seed) and saved, then loaded as teachers."""
     mlp = ModelSpec("mlp", hidden=64, layers=2)
-    cohort_method = make_method("gml", cohort([GCN, GAT, SAGE]))
-    run_experiment(cohort_method, data, optim, runs=runs, progress=False, save_models=models_dir)
     stem = os.path.join(models_dir, f"{data.dataset}_gml_seed{{seed}}")
+    saved = [stem.format(seed=s) + part for s in range(runs) for part in ("_peer0_gcn.pt", "_ensemble.pt")]
+    if reuse_cohort:
+        missing = [p for p in saved if not os.path.exists(p)]
+        if missing:
+            raise SystemExit(f"--reuse-cohort: no saved cohort at {missing[0]}")
+    else:
+        cohort_method = make_method("gml", cohort([GCN, GAT, SAGE]))
+        run_experiment(cohort_method, data, optim, runs=runs, progress=False, save_models=models_dir)
     return [
         ("MLP alone", make_method("supervised", student=mlp), {}),
         ("MLP from a GCN teacher (KD)", make_method("kd", teacher=spec_of(GCN), student=mlp), {}),

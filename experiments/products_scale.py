@@ -7,6 +7,8 @@ epoch time and the process's peak resident memory (experiments/results/products_
 
     python experiments/products_scale.py                      # the full size (about 15 GB)
     python experiments/products_scale.py --scale 0.01         # a smoke test
+    torchrun --standalone --nproc-per-node 2 experiments/products_scale.py --scale 0.02 \
+        --distributed --out experiments/results/products_scale_0.02_2proc.json   # data-parallel
 
 The KD + LSP + G-CRD student is a method of its own (registered here, one file, as a user
 would add it): alpha*KD + (1-alpha)*CE + beta_lsp*LSP(last hidden layer, the sampled
@@ -26,6 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
+from gkd_ext import distributed  # noqa: E402
 from gkd_ext.data.synthetic import csbm  # noqa: E402
 from gkd_ext.losses import GCRDLoss, LogitKDLoss, LSPLoss  # noqa: E402
 from gkd_ext.train import ModelSpec, OptimConfig, fit, make_method  # noqa: E402
@@ -83,21 +86,34 @@ def main() -> None:
     p.add_argument("--batch-nodes", type=int, default=1024)
     p.add_argument("--teacher-epochs", type=int, default=3)
     p.add_argument("--homophily", type=float, default=0.8)
+    p.add_argument("--feature-noise", type=float, default=1.0,
+                   help="feature noise around the class means (larger: a harder task)")
+    p.add_argument("--student-epochs", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0, help="the training seed (the graph is fixed)")
+    p.add_argument("--distributed", action="store_true",
+                   help="one of several processes started by torchrun (gloo): the seeds of each "
+                        "batch are split over the ranks; rank 0 writes the record")
     p.add_argument("--out", default=os.path.join("experiments", "results", "products_scale.json"))
     args = p.parse_args()
+    if args.distributed:
+        distributed.init_from_env("cpu")
+    main_rank = distributed.rank() == 0
     fanouts = [int(f) for f in args.fanouts.split(",")]
     n = max(PRODUCTS["classes"] * 50, int(PRODUCTS["nodes"] * args.scale))
     avg_degree = PRODUCTS["edges"] / PRODUCTS["nodes"]
     record = {"settings": {**vars(args), "nodes": n, "avg_degree": avg_degree,
-                           "threads": torch.get_num_threads()}, "phases": {}}
+                           "threads": torch.get_num_threads(),
+                           "processes": distributed.world_size()}, "phases": {}}
 
     def phase(name, **values):
-        record["phases"][name] = {**values, "peak_rss_gb": peak_rss_gb()}
-        print(name, json.dumps(record["phases"][name]), flush=True)
-        write_results(args.out, {**record, "versions": versions()})
+        record["phases"][name] = {**values, "peak_rss_gb": peak_rss_gb()}   # rank 0's
+        if main_rank:
+            print(name, json.dumps(record["phases"][name]), flush=True)
+            write_results(args.out, {**record, "versions": versions()})
 
     t0 = time.perf_counter()
-    data = csbm(n, PRODUCTS["classes"], PRODUCTS["features"], args.homophily, avg_degree, seed=0)
+    data = csbm(n, PRODUCTS["classes"], PRODUCTS["features"], args.homophily, avg_degree, seed=0,
+                feature_noise=args.feature_noise)
     task = SampledNodeTask(data.x, data.y, data.graph, Split(*data.masks()), fanouts=fanouts,
                            batch_nodes=args.batch_nodes, name="synthetic-products")
     phase("data", seconds=time.perf_counter() - t0, nodes=n, edges=data.graph.num_edges,
@@ -113,7 +129,7 @@ def main() -> None:
         stats["seconds"] += time.perf_counter() - t
         stats["edges"] += sum(g.num_edges for g in blocks.graphs)
         stats["batches"] += 1
-        if stats["batches"] % 200 == 0:
+        if stats["batches"] % 200 == 0 and main_rank:
             print(f"  batch {stats['batches']}: {time.perf_counter() - stats['start']:.0f} s since "
                   f"the phase began", flush=True)
         return blocks
@@ -123,14 +139,15 @@ def main() -> None:
     t0 = time.perf_counter()
     teacher = fit(make_method("supervised", student=method.specs["teacher"]), task,
                   OptimConfig(epochs=args.teacher_epochs, patience=args.teacher_epochs),
-                  progress=False)
+                  seed=args.seed, progress=False)
     rec = teacher.record
     phase("teacher", seconds=time.perf_counter() - t0, test=rec["result"]["test"],
           epochs=rec["timings"]["epochs"], epoch_ms=rec["timings"]["epoch_time_ms"])
 
     stats.update(edges=0, seconds=0.0, batches=0, start=time.perf_counter())
     t0 = time.perf_counter()
-    fitted = fit(method, task, OptimConfig(epochs=1, patience=1), progress=True,
+    fitted = fit(method, task, OptimConfig(epochs=args.student_epochs, patience=args.student_epochs),
+                 seed=args.seed, progress=main_rank,
                  teachers={"teacher": teacher.models["student"]})
     rec = fitted.record
     timings = rec["timings"]
@@ -140,7 +157,8 @@ def main() -> None:
           sampling_s=stats["seconds"],
           sampled_edges_per_s=stats["edges"] / max(stats["seconds"], 1e-9),
           history=rec["slots"]["student"]["history"])
-    print(f"wrote {args.out}")
+    if main_rank:
+        print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
