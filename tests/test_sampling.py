@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from gkd_ext import Graph
-from gkd_ext.nn import GAT, GCN, MLP, GraphSAGE
+from gkd_ext.nn import FMLP, GAT, GCN, MLP, GraphSAGE, WholeGraphRows
 from gkd_ext.nn.base import remove_self_loops
 from gkd_ext.nn.gin import GIN
 from gkd_ext.reference import sample_neighbors_reference
@@ -192,6 +192,27 @@ def test_sampled_gcn_is_unbiased():
     assert bool((err <= 4 * outs.std(0) / 600 ** 0.5 + 1e-5).all())
 
 
+@pytest.mark.parametrize("single", [False, True])
+@pytest.mark.parametrize("knowledge", ["precompute", "propagate"])
+def test_row_wise_framelet_students_on_batch_rows_equal_the_full_graph(single, knowledge):
+    # A framelet MLP reads only its nodes' rows of the whole graph's knowledge: on a sampled
+    # batch it runs on those rows (WholeGraphRows), not on the blocks.
+    torch.manual_seed(0)
+    g = remove_self_loops(random_graph(60, 300))
+    x = torch.randn(60, 8)
+    model = FMLP(8, 16, 3, num_layers=2, single=single, knowledge=knowledge).eval()
+    assert model.row_wise
+    ops = model.prepare(g)
+    full_logits, full_hidden = model(ops, x)
+    blocks = NeighborSampler(g, [3, 3]).sample(torch.randperm(60)[:10], seed=1)
+    rows = blocks.node_ids[: blocks.num_hidden_rows]
+    batch = Batch(blocks.graphs[-1], x[blocks.node_ids], None, blocks=blocks)
+    logits, hidden = run_model(model, WholeGraphRows(ops, x, rows), batch)
+    torch.testing.assert_close(logits, full_logits[blocks.node_ids[: blocks.num_seeds]])
+    assert len(hidden) == len(full_hidden) == 1
+    torch.testing.assert_close(hidden[0], full_hidden[0][rows])
+
+
 def test_model_deeper_than_the_fanouts_is_refused():
     g = random_graph(30, 100)
     blocks = NeighborSampler(g, [5]).sample(torch.tensor([0, 1]))
@@ -258,8 +279,34 @@ def test_cli_fanouts(tmp_path, capsys):
 
 def test_a_model_without_block_support_says_so():
     task = sampled(tiny_task())
-    with pytest.raises(ValueError, match="does not run on sampled neighbourhoods"):
+    with pytest.raises(ValueError, match="SpatUFG .* does not run on sampled neighbourhoods.*"
+                                         "--teacher saved --teacher-ckpt"):
         fit(make_method("frameless"), task, OPT, progress=False)
+
+
+@pytest.mark.parametrize("student", ["fmlp-o", "fmlp-s"])
+def test_frameless_in_mini_batches(tmp_path, student):
+    # The framelet students train on their seeds' knowledge rows; the SpatUFG teacher, which
+    # cannot sample, is trained on the full graph and loaded from its checkpoint (mini-batch
+    # and full-graph runs of a task share a checkpoint signature); a sampling teacher (GCN)
+    # trains in the mini-batches.
+    from gkd_ext.train.fit import save_model
+    full = tiny_task()
+    task = sampled(full, fanouts=(4, 4), batch_nodes=16)
+    spec = ModelSpec("spatufg", 8, 2, 1, 0.1)
+    teacher = fit(make_method("supervised", student=spec), full, OPT, progress=False)
+    path = str(tmp_path / "spatufg.pt")
+    save_model(path, spec, teacher.models["student"], full)
+    fmlp = ModelSpec(student, 8, 2, 1, 0.1)
+    loaded = fit(make_method("frameless", teacher=ModelSpec("saved"), student=fmlp), task, OPT,
+                 progress=False, teachers={"teacher": path})
+    sampling_teacher = fit(make_method("frameless", teacher=ModelSpec("gcn", 8, 2, 1, 0.1),
+                                       student=fmlp), task, OPT, progress=False).record
+    assert sampling_teacher["slots"]["teacher"]["source"] == "trained"
+    rec = loaded.record
+    assert rec["slots"]["teacher"]["source"].startswith("loaded")
+    assert rec["slots"]["teacher"]["test"] == teacher.record["slots"]["student"]["test"]
+    assert rec["timings"]["epochs"] == 2 and 0.0 <= rec["slots"]["student"]["test"] <= 1.0
 
 
 @pytest.mark.parametrize("reduction", ["node_mean", "edge_mean", "sum", "none"])

@@ -6,9 +6,15 @@ architecture name:
 - ``forward(inputs, x)`` returns ``(logits, hidden)``: the output and the pre-activation
   output of every hidden layer, which the distillation losses align;
 - ``hidden_dims`` lists the widths of those hidden outputs, known without running the model.
+
+On sampled mini-batches a model runs on the batch's blocks (``prepare_blocks``), or, when its
+output at a node reads nothing but that node's rows of inputs computed once over the whole
+graph (``row_wise``, e.g. the framelet MLPs' precomputed knowledge), on the batch's rows of
+those (:class:`WholeGraphRows`).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable, Hashable, List, Optional, Tuple
 
 import torch
@@ -19,8 +25,22 @@ from ..sampling import Blocks
 from .functional import stacked_forward
 
 
+@dataclass
+class WholeGraphRows:
+    """A sampled batch as a row-wise model reads it: ``inputs`` is ``prepare(graph)`` of the
+    whole graph (prepared once per run), ``x`` the whole graph's features, ``rows`` the ids of
+    the batch's output rows (seeds first), whose features are the leading rows of the batch's
+    own ``x``."""
+    inputs: Any
+    x: torch.Tensor
+    rows: torch.Tensor
+
+
 class GraphModel(nn.Module):
     """Base class of the models: see the module docstring for the contract."""
+    # Whether the output at a node reads only that node's rows of whole-graph inputs, so a
+    # sampled batch is run as :class:`WholeGraphRows` instead of on its blocks.
+    row_wise: bool = False
 
     def prepare(self, graph: Graph) -> Any:
         raise NotImplementedError

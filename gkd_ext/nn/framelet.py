@@ -27,8 +27,8 @@ import torch.nn.functional as F
 from ..framelet import DEFAULT_ORDER, FrameletTransform
 from ..functional import spmm
 from ..graph import Graph
-from .base import GraphModel, remove_self_loops
-from .functional import feature_dropout, feature_linear
+from .base import GraphModel, WholeGraphRows, remove_self_loops
+from .functional import feature_dropout, feature_linear, leading_rows
 from .gcn import gcn_graph
 
 Tensor = torch.Tensor
@@ -183,6 +183,13 @@ class SpatUFG(_FrameletModel):
         self.dropout = dropout
         self._hidden_dims = dims[1:-1]
 
+    def prepare_blocks(self, blocks):
+        raise ValueError("SpatUFG mixes the framelet coefficients of every node, so it does not "
+                         "run on sampled neighbourhoods (mini-batches): train it on the full "
+                         "graph (no --fanouts, --save-models DIR) and load it as the teacher "
+                         "(--teacher saved --teacher-ckpt FILE), or distil from a teacher that "
+                         "samples (e.g. --teacher gcn)")
+
     def forward(self, ops: FrameletOperators, x: Tensor) -> Tuple[Tensor, List[Tensor]]:
         hidden = []
         for i, conv in enumerate(self.convs):
@@ -216,7 +223,10 @@ class FMLP(_FrameletModel):
     Both give the same function (the encoders are linear). :meth:`classify` runs the model on
     precomputed knowledge rows, e.g. a batch of nodes; for a trained model, :meth:`encodings`
     computed once and :meth:`head` on their rows make inference an MLP on ``h``-wide inputs.
+    The output at a node reads only that node's knowledge rows (``row_wise``), so a sampled
+    mini-batch runs on its seeds' rows of the whole graph's knowledge, not on blocks.
     """
+    row_wise = True
 
     def __init__(self, in_dim: int, hidden: int, out_dim: int, num_layers: int = 2,
                  dropout: float = 0.5, single: bool = False, filters: str = "haar",
@@ -306,6 +316,15 @@ class FMLP(_FrameletModel):
         return self.head(enc, x)
 
     def forward(self, ops: FrameletOperators, x: Tensor) -> Tuple[Tensor, List[Tensor]]:
+        if isinstance(ops, WholeGraphRows):   # a sampled batch: its rows of the whole graph's
+            rows, whole_x = ops.rows, ops.x
+            if self.uses_precomputed(whole_x.size(0)):
+                know = ops.inputs.knowledge(whole_x, self.num_layers)   # once per run
+                enc = [[self.enc[e](know[e][k - 1][rows]) for k in self.powers]
+                       for e in range(self.num_elements)]
+            else:   # propagated: every step reads the whole graph (SpMM chains on N x h)
+                enc = [[h[rows] for h in hs] for hs in self.encodings(ops.inputs, whole_x)]
+            return self.head(enc, leading_rows(x, rows.numel()))
         return self.head(self.encodings(ops, x), x)
 
 

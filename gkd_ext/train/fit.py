@@ -9,12 +9,13 @@ import os
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, Hashable, List, Optional, Union
 
 import torch
 from torch import nn
 
 from .. import distributed
+from ..nn.base import WholeGraphRows
 from .common import (Interrupted, git_commit, load_checkpoint, rng_state, save_checkpoint,
                      set_rng_state, set_seed, versions)
 from .config import ModelSpec, OptimConfig, validate
@@ -131,12 +132,18 @@ class Runner:
 
     def inputs(self, model: nn.Module, batch: Batch):
         if batch.blocks is not None:
+            if getattr(model, "row_wise", False):
+                whole = self._prepare(model, "whole", self.task.graph)
+                return WholeGraphRows(whole, self.task.x, batch.node_ids)
             return model.prepare_blocks(batch.blocks)
         if batch.key is None:
             return model.prepare(batch.graph)
-        key = (batch.key, model.prepare_key())
+        return self._prepare(model, batch.key, batch.graph)
+
+    def _prepare(self, model: nn.Module, batch_key: Hashable, graph):
+        key = (batch_key, model.prepare_key())
         if key not in self._prepared:
-            self._prepared[key] = model.prepare(batch.graph)
+            self._prepared[key] = model.prepare(graph)
         return self._prepared[key]
 
     def forward(self, model: nn.Module, batch: Batch, call: Optional[nn.Module] = None) -> Output:

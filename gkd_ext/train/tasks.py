@@ -264,6 +264,11 @@ class SampledNodeTask(NodeTask):
                         target_ids=seeds, blocks=blocks, loss_scale=scale,
                         seed_rows=seeds.numel())
 
+    def signature(self) -> Dict:
+        # Sampling changes how a model trains, not the data and split it sees: a teacher
+        # trained on the full graph loads in a mini-batch run, and the reverse.
+        return {**super().signature(), "task": NodeTask.__name__}
+
     def describe(self) -> Dict:
         return {**super().describe(), "sampling": {"fanouts": self.sampler.fanouts,
                                                    "batch_nodes": self.batch_nodes,

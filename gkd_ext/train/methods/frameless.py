@@ -10,7 +10,10 @@ same loss). The framelet options (``--filters``, ``--levels``, ``--order``, ``--
 to every framelet model of the run (teacher and student alike, so they share the operators);
 ``--teacher-options``/``--student-options`` override them per model. SDRF rewiring and the
 inductive protocol are data options (``--sdrf-iterations``, ``--inductive``), so the teacher
-and the student see the same graph, and any method can use them.
+and the student see the same graph, and any method can use them. In mini-batches
+(``--fanouts``) the framelet students run on their seeds' rows of the whole graph's knowledge;
+the SpatUFG teacher cannot sample, so it is trained on the full graph and loaded
+(``--teacher saved --teacher-ckpt FILE``), or another teacher samples (``--teacher gcn``).
 
 Fixed from the authors' code: the high-pass branch reads the high-pass knowledge with its own
 encoder and classifier (:class:`gkd_ext.nn.FMLP`); the best weights are kept by ``fit``, not
