@@ -1,5 +1,6 @@
 """Losses over a batch split across processes (``torch.distributed``: gloo on CPUs, NCCL on
-GPUs), exactly equal to the single-process loss over the whole batch.
+GPUs), exactly equal to the single-process loss over the whole batch: the contrastive (G-CRD)
+InfoNCE and the cosine-kernel GSP loss.
 
 A contrastive loss compares every anchor with every candidate of the batch, so a rank that holds
 only its own rows must see the others' candidates. :func:`gather_rows` is an all-gather that
@@ -19,6 +20,7 @@ from typing import List, Optional, Tuple
 import torch
 import torch.distributed as dist
 
+from .functional import _check_features
 from .functional import contrastive_loss as _contrastive_loss
 
 Tensor = torch.Tensor
@@ -128,6 +130,64 @@ def contrastive_loss(z_s: Tensor, z_t: Tensor, temperature: float = 0.075,
     dist.all_reduce(value, op=dist.ReduceOp.SUM, group=group)
     # The global value, with the gradients of this rank's scaled share.
     return scaled + (value / total - scaled).detach()
+
+
+class _AllSum(torch.autograd.Function):
+    """The sum of ``x`` over the ranks; the backward sums the ranks' gradients likewise (each
+    rank's ``x`` reaches every rank's copy of the sum)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, group) -> Tensor:
+        ctx.group = group
+        out = x.contiguous().clone()
+        dist.all_reduce(out, op=dist.ReduceOp.SUM, group=group)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM, group=ctx.group)
+        return grad, None
+
+
+def gsp_loss(h_s: Tensor, h_t: Tensor, kernel: str = "cosine", group=None) -> Tensor:
+    r""":func:`gkd_ext.gsp_loss` over the batch all ranks hold together, for the cosine kernel
+    (the GSP default): each rank passes its own rows ``h_s [n_r, D_s]``, ``h_t [n_r, D_t]``.
+
+    With unit rows :math:`\hat S, \hat T` the cosine kernels are Gram products, so
+    :math:`\sum_{a,b} (K^s_{ab} - K^t_{ab})^2 = \|\hat S^\top \hat S\|^2
+    - 2\|\hat S^\top \hat T\|^2 + \|\hat T^\top \hat T\|^2`: the ranks add their
+    ``D x D`` Grams (one all-reduce, float64, so the difference keeps its digits) and
+    ``L = that / N^2``, ``N = sum n_r``. Gradients reach every rank's rows, scaled so that
+    DistributedDataParallel's average over the ranks is the gradient of L; the value is L on
+    every rank. Memory per rank O(n_r·D + D²). The other kernels (poly, l2, rbf) have no such
+    finite form and raise; every rank must call it (it communicates)."""
+    if kernel != "cosine":
+        raise ValueError(f"gkd_ext.distributed.gsp_loss: 'kernel' must be 'cosine' (a sum of "
+                         f"Gram products across ranks), got {kernel!r}; the other kernels need "
+                         "every pair of rows in one process")
+    for name, h in (("h_s", h_s), ("h_t", h_t)):   # a rank may hold no rows
+        _check_features("distributed.gsp_loss", name, h, "n_r")
+    if h_s.size(0) != h_t.size(0):
+        raise ValueError(f"gkd_ext.distributed.gsp_loss: 'h_s' and 'h_t' must hold the same rows, "
+                         f"got {h_s.size(0)} and {h_t.size(0)}")
+    _, world = _world(group)
+    s = torch.nn.functional.normalize(h_s, dim=1).double()
+    t = torch.nn.functional.normalize(h_t, dim=1).double()
+    ds, dt = s.size(1), t.size(1)
+    n = torch.tensor([float(s.size(0))], dtype=torch.float64, device=s.device)
+    local = torch.cat([(s.T @ s).reshape(-1), (s.T @ t).reshape(-1), (t.T @ t).reshape(-1), n])
+    total = _AllSum.apply(local, group)
+    g_ss = total[: ds * ds]
+    g_st = total[ds * ds: ds * ds + ds * dt]
+    g_tt = total[ds * ds + ds * dt: -1]
+    count = total[-1].detach()
+    if float(count) == 0:
+        raise ValueError("gkd_ext.distributed.gsp_loss: no rank holds any row")
+    loss = (g_ss.pow(2).sum() - 2 * g_st.pow(2).sum() + g_tt.pow(2).sum()) / count.pow(2)
+    # Each rank computes the same L; the all-reduce backward sums the ranks' gradients, so each
+    # rank's rows get world x theirs, which DDP's average over the ranks brings back.
+    return loss.to(h_s.dtype)
 
 
 # ------------------------------------------------------------------ data-parallel training

@@ -15,6 +15,7 @@ functions in :mod:`gkd_ext.functional`.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Optional, Union
 
 import torch
@@ -242,7 +243,10 @@ class GSPLoss(DistillLoss):
         **kernel_params: ``gamma`` for ``"rbf"`` (0.5).
 
     Shape: ``forward(h_s [n, D_s], h_t [n, D_t], graph=None, nodes=None) -> []`` (``graph`` is
-    not read).
+    not read). In a process group of several ranks (data-parallel training) each rank's rows
+    are one share of S: with the cosine kernel the loss is
+    :func:`gkd_ext.distributed.gsp_loss`, over every pair of S across the ranks; the other
+    kernels compare the rank's own rows only (a warning says so once).
 
     Example:
         >>> gsp = GSPLoss("rbf", gamma=0.5)
@@ -260,6 +264,13 @@ class GSPLoss(DistillLoss):
     def forward(self, h_s: Tensor, h_t: Tensor, graph: Optional[GraphLike] = None,
                 nodes: Optional[Tensor] = None) -> Tensor:
         h_s, h_t = _restrict_pair("GSPLoss", h_s, h_t, nodes, self.max_samples, self.generator)
+        from . import distributed
+        if distributed.active():
+            if self.kernel == "cosine":   # data-parallel: the pairs across ranks too
+                return distributed.gsp_loss(h_s, h_t, self.kernel)
+            warnings.warn(f"GSPLoss: the {self.kernel!r} kernel compares each rank's own rows "
+                          "only under data-parallel training (the cosine kernel covers every "
+                          "pair across the ranks)", stacklevel=2)
         return gsp_loss(h_s, h_t, self.kernel, **self.kernel_params)
 
     def extra_repr(self) -> str:

@@ -51,6 +51,20 @@ def case_infonce(rank, world, args):
             "grad_t": zt.grad if zt.grad is not None else empty}
 
 
+def case_gsp(rank, world, args):
+    """The distributed cosine GSP loss on this rank's rows (student and teacher of different
+    widths, both trainable as in online KD): loss, and the gradients of its rows."""
+    counts = list(args["counts"])
+    g = torch.Generator().manual_seed(args.get("seed", 0))
+    h_s = torch.randn(sum(counts), 8, generator=g, dtype=torch.float64)
+    h_t = torch.randn(sum(counts), 12, generator=g, dtype=torch.float64)
+    rows = shard(counts, rank)
+    hs, ht = h_s[rows].clone().requires_grad_(), h_t[rows].clone().requires_grad_()
+    loss = gdist.gsp_loss(hs, ht)
+    loss.backward()
+    return {"loss": loss.detach(), "grad_s": hs.grad, "grad_t": ht.grad}
+
+
 def sampled_task(n=60, classes=3, feats=8, seed=0, batch_nodes=20):
     """A small loop-free graph as a mini-batch task (2 sampled hops of 4)."""
     from gkd_ext.train.tasks import SampledNodeTask, Split
@@ -114,7 +128,7 @@ def case_fit_resumed(rank, world, args):
             "wrote": torch.tensor(os.path.exists(ckpt))}
 
 
-CASES = {"infonce": case_infonce, "fit": case_fit, "fit_resumed": case_fit_resumed}
+CASES = {"infonce": case_infonce, "gsp": case_gsp, "fit": case_fit, "fit_resumed": case_fit_resumed}
 
 
 def main() -> None:

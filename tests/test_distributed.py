@@ -78,10 +78,43 @@ def test_infonce_equals_the_single_process_loss(infonce_ranks, i):
         torch.testing.assert_close(got["grad_t"] / WORLD, z_t.grad[rows])
 
 
-FITS = [{"method": m, "batch_nodes": 20, "epochs": 2} for m in ("supervised", "kd", "lsp", "gcrd")]
+GSP = [(6, 6), (5, 9), (0, 7)]
+
+
+@pytest.fixture(scope="module")
+def gsp_ranks(tmp_path_factory):
+    return run_ranks(tmp_path_factory.mktemp("gsp"), WORLD,
+                     [("gsp", {"counts": counts}) for counts in GSP])
+
+
+@pytest.mark.parametrize("i", range(len(GSP)), ids=[str(c) for c in GSP])
+def test_gsp_equals_the_single_process_loss(gsp_ranks, i):
+    # The cosine GSP over every pair of the global batch, from the ranks' summed Grams: the
+    # single-process loss, and (times WORLD, which DDP's average removes) its gradients.
+    counts = GSP[i]
+    g = torch.Generator().manual_seed(0)
+    h_s = torch.randn(sum(counts), 8, generator=g, dtype=torch.float64, requires_grad=True)
+    h_t = torch.randn(sum(counts), 12, generator=g, dtype=torch.float64, requires_grad=True)
+    loss = gkd_ext.gsp_loss(h_s, h_t, "cosine")
+    loss.backward()
+    for r, ranks in enumerate(gsp_ranks):
+        got = ranks[i]
+        torch.testing.assert_close(got["loss"], loss.detach())
+        rows = shard(list(counts), r)
+        torch.testing.assert_close(got["grad_s"] / WORLD, h_s.grad[rows])
+        torch.testing.assert_close(got["grad_t"] / WORLD, h_t.grad[rows])
+
+
+def test_distributed_gsp_needs_the_cosine_kernel():
+    with pytest.raises(ValueError, match="'kernel' must be 'cosine'"):
+        gdist.gsp_loss(torch.randn(3, 4), torch.randn(3, 4), "rbf")
+
+
+FITS = [{"method": m, "batch_nodes": 20, "epochs": 2}
+        for m in ("supervised", "kd", "lsp", "gsp", "gcrd")]
 # G-CRD's heads normalise with batch-norm statistics of each rank's rows, so it is not the
 # single process's computation; its ranks must still stay in step (weights and heads synced).
-EXACT = ("supervised", "kd", "lsp")
+EXACT = ("supervised", "kd", "lsp", "gsp")
 
 
 @pytest.fixture(scope="module")
