@@ -295,6 +295,14 @@ class Graph:
         return f"Graph({shape}, num_edges={self.num_edges}, device={self.device})"
 
 
+def remove_self_loops(graph: Graph) -> Graph:
+    """A copy of ``graph`` without its ``i -> i`` edges (stored values follow the edges)."""
+    ei = graph.edge_index
+    keep = ei[0] != ei[1]
+    value = None if graph.value is None else graph.value[keep]
+    return Graph.from_edge_index(ei[:, keep], (graph.num_src, graph.num_dst), value=value)
+
+
 def _lexsort(major: Tensor, minor: Tensor, num_major: int, num_minor: int) -> Tensor:
     """The stable permutation sorting by (major, minor), both checked to lie in [0, num_major)
     and [0, num_minor). One sort of the key major * num_minor + minor where that key cannot

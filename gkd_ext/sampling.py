@@ -24,7 +24,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 
-from .graph import Graph
+from .graph import Graph, remove_self_loops
 
 Tensor = torch.Tensor
 
@@ -120,7 +120,6 @@ class NeighborSampler:
         if not fanouts or any(not isinstance(f, int) or f < -1 for f in fanouts):
             raise ValueError(f"NeighborSampler: 'fanouts' must be a non-empty list of ints >= -1 "
                              f"(-1: every neighbour), got {fanouts}")
-        from .nn.base import remove_self_loops
         # Copy the graph only when it has self-loops (at ogbn-products size a copy is GBs).
         loops = graph.num_edges > 0 and bool((graph.col == graph.row).any())
         self.graph = remove_self_loops(graph) if loops else graph

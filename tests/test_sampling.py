@@ -6,7 +6,7 @@ import torch
 
 from gkd_ext import Graph
 from gkd_ext.nn import FMLP, GAT, GCN, MLP, GraphSAGE, WholeGraphRows
-from gkd_ext.nn.base import remove_self_loops
+from gkd_ext.graph import remove_self_loops
 from gkd_ext.nn.gin import GIN
 from gkd_ext.reference import sample_neighbors_reference
 from gkd_ext.sampling import NeighborSampler, induced_subgraph, padded_square, sample_neighbors

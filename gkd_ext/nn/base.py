@@ -20,7 +20,7 @@ from typing import Any, Callable, Hashable, List, Optional, Tuple
 import torch
 from torch import nn
 
-from ..graph import Graph
+from ..graph import Graph, remove_self_loops  # noqa: F401 (the models' import of it)
 from ..sampling import Blocks
 from .functional import stacked_forward
 
@@ -93,14 +93,6 @@ def plain_graph(graph: Graph) -> Graph:
     g._transpose = graph._transpose
     g.transpose()
     return g
-
-
-def remove_self_loops(graph: Graph) -> Graph:
-    """A copy of ``graph`` without its ``i -> i`` edges (stored values follow the edges)."""
-    ei = graph.edge_index
-    keep = ei[0] != ei[1]
-    value = None if graph.value is None else graph.value[keep]
-    return Graph.from_edge_index(ei[:, keep], (graph.num_src, graph.num_dst), value=value)
 
 
 def with_dst_loops(block: Graph, value: Optional[torch.Tensor] = None,
