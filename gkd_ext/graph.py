@@ -211,6 +211,21 @@ class Graph:
                 torch.arange(self.num_dst, device=self.rowptr.device), self.degree("in"))
         return self._row
 
+    def has_self_loops(self, rows_per_chunk: int = 1 << 20) -> bool:
+        """Whether any edge is ``i -> i``, found ``rows_per_chunk`` rows at a time, so no
+        E-long index is built or kept (at ogbn-products size :attr:`row` would hold 1 GB)."""
+        if self._row is not None:
+            return bool((self.col == self._row).any())
+        rp = self.rowptr
+        for start in range(0, self.num_dst, rows_per_chunk):
+            stop = min(self.num_dst, start + rows_per_chunk)
+            lo, hi = int(rp[start]), int(rp[stop])
+            rows = torch.repeat_interleave(torch.arange(start, stop, device=rp.device),
+                                           rp[start + 1: stop + 1] - rp[start:stop])
+            if bool((self.col[lo:hi] == rows).any()):
+                return True
+        return False
+
     @property
     def edge_index(self) -> Tensor:
         """``[2, E]`` (sources, targets) in the graph's edge order."""

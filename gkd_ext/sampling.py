@@ -121,8 +121,7 @@ class NeighborSampler:
             raise ValueError(f"NeighborSampler: 'fanouts' must be a non-empty list of ints >= -1 "
                              f"(-1: every neighbour), got {fanouts}")
         # Copy the graph only when it has self-loops (at ogbn-products size a copy is GBs).
-        loops = graph.num_edges > 0 and bool((graph.col == graph.row).any())
-        self.graph = remove_self_loops(graph) if loops else graph
+        self.graph = remove_self_loops(graph) if graph.has_self_loops() else graph
         self.fanouts, self.replace = fanouts, bool(replace)
         self.degree = self.graph.degree("in")
 

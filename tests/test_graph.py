@@ -104,3 +104,18 @@ def test_missing_extension_names_the_build_command(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode != 0
     assert "pip install --no-build-isolation -e ." in proc.stderr
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 1 << 20])
+def test_has_self_loops_in_row_chunks(chunk):
+    # Found chunk by chunk (no E-long row index kept, e.g. for a graph loaded as CSR), as the
+    # comparison with a row index already held finds it.
+    gen = torch.Generator().manual_seed(0)
+    ei = torch.randint(0, 20, (2, 80), generator=gen)
+    ei = ei[:, ei[0] != ei[1]]
+    for edges, want in ((ei, False), (torch.cat([ei, torch.tensor([[17], [17]])], 1), True),
+                        (torch.empty(2, 0, dtype=torch.long), False)):
+        g = Graph.from_edge_index(edges, 20)
+        assert g.has_self_loops(chunk) is want   # with the row index it holds
+        g._row = None
+        assert g.has_self_loops(chunk) is want and g._row is None
