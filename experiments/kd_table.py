@@ -89,7 +89,8 @@ def row_summary(name: str, method, payload: Dict[str, Any], wall_s: float) -> Di
     return {"row": name, "method": method.name, "config": method.describe(),
             "test_mean": test["mean"], "test_std": test["std"], "seeds": test["n"],
             "epoch_ms_mean": summarize([s["epoch_time_ms"] for s in per_seed])["mean"],
-            "per_seed": per_seed, "wall_s": wall_s, "git_commit": versions()["git_commit"]}
+            "per_seed": per_seed, "wall_s": wall_s, "git_commit": versions()["git_commit"],
+            "optim": runs[0]["optim"], "task": runs[0]["task"]}
 
 
 def teacher_summary(payload: Dict[str, Any]) -> Optional[Dict[str, Any]]:
