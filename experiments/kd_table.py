@@ -94,17 +94,22 @@ def row_summary(name: str, method, payload: Dict[str, Any], wall_s: float) -> Di
 
 
 def teacher_summary(payload: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """The teachers' row, when this payload trained at least one of them (a teacher loaded from
+    an earlier run of the table is scored all the same; its training time is not known here)."""
     teachers = [r["slots"]["teacher"] for r in payload["runs"] if "teacher" in r["slots"]]
-    if not teachers or teachers[0].get("source") != "trained":
+    if not any(t.get("source") == "trained" for t in teachers):
         return None
-    per_seed = [{"seed": r["seed"], "val": t["val"], "test": t["test"], "best_epoch": t["best_epoch"],
-                 "epoch_time_ms": t["timings"]["epoch_time_ms"]}
+    per_seed = [{"seed": r["seed"], "val": t["val"], "test": t["test"],
+                 "best_epoch": t.get("best_epoch"), "source": t["source"],
+                 "epoch_time_ms": t["timings"]["epoch_time_ms"] if "timings" in t else None}
                 for r, t in zip(payload["runs"], teachers)]
     test = summarize([s["test"] for s in per_seed])
+    times = [s["epoch_time_ms"] for s in per_seed if s["epoch_time_ms"] is not None]
     return {"row": TEACHER_ROW, "method": "supervised", "test_mean": test["mean"],
             "test_std": test["std"], "seeds": test["n"],
-            "epoch_ms_mean": summarize([s["epoch_time_ms"] for s in per_seed])["mean"],
-            "per_seed": per_seed, "wall_s": sum(t["timings"]["train_time_s"] for t in teachers),
+            "epoch_ms_mean": summarize(times)["mean"],
+            "per_seed": per_seed, "wall_s": sum(t["timings"]["train_time_s"] for t in teachers
+                                                if "timings" in t),
             "git_commit": versions()["git_commit"]}
 
 
