@@ -171,7 +171,7 @@ def gsp_loss(h_s: Tensor, h_t: Tensor, kernel: str = "cosine", group=None) -> Te
     if h_s.size(0) != h_t.size(0):
         raise ValueError(f"gkd_ext.distributed.gsp_loss: 'h_s' and 'h_t' must hold the same rows, "
                          f"got {h_s.size(0)} and {h_t.size(0)}")
-    _, world = _world(group)
+    _world(group)   # a process group must be initialised
     s = torch.nn.functional.normalize(h_s, dim=1).double()
     t = torch.nn.functional.normalize(h_t, dim=1).double()
     ds, dt = s.size(1), t.size(1)

@@ -20,7 +20,7 @@ from .common import (Interrupted, git_commit, load_checkpoint, rng_state, save_c
                      set_rng_state, set_seed, versions)
 from .config import ModelSpec, OptimConfig, validate
 from .method import JOINT, Method, Output, Role, Setup, make_method
-from .tasks import Batch, Task, run_model
+from .tasks import FULL_GRAPH_KEY, Batch, Task, run_model
 
 Tensor = torch.Tensor
 TeacherSource = Union[nn.Module, str, None]
@@ -133,7 +133,7 @@ class Runner:
     def inputs(self, model: nn.Module, batch: Batch):
         if batch.blocks is not None:
             if getattr(model, "row_wise", False):
-                whole = self._prepare(model, "whole", self.task.graph)
+                whole = self._prepare(model, FULL_GRAPH_KEY, self.task.graph)
                 return WholeGraphRows(whole, self.task.x, batch.node_ids)
             return model.prepare_blocks(batch.blocks)
         if batch.key is None:

@@ -32,6 +32,9 @@ from .config import ModelSpec, option
 from .metrics import get_metric
 
 Tensor = torch.Tensor
+# The key of a node task's whole-graph batch: what models prepare on it is shared by every use
+# of the whole graph (evaluation, frozen teachers, row-wise models on sampled batches).
+FULL_GRAPH_KEY = "full"
 
 
 @dataclass
@@ -191,7 +194,8 @@ class NodeTask(Task):
         self.name = name
         self.num_features = x.size(1)
         self.num_classes = y.size(1) if multilabel else int(y.max()) + 1
-        self._batch = Batch(self.graph, self.x, self.y, loss_rows=self.split.train, key="full")
+        self._batch = Batch(self.graph, self.x, self.y, loss_rows=self.split.train,
+                            key=FULL_GRAPH_KEY)
 
     @property
     def num_targets(self) -> int:
