@@ -112,6 +112,21 @@ def run_cell(settings, dataset: str, inductive: bool, sdrf_iterations: int, runs
     return [rows[n] for n in ORDER if n in rows]
 
 
+def complete_cells(path: str, common: List[str], args) -> Dict[str, Dict[str, Any]]:
+    """The cells of an earlier run of this table that hold every row over all seeds, by name;
+    an earlier run with other settings is an error, not something to mix into one table."""
+    if not os.path.exists(path):
+        return {}
+    t = json.load(open(path))
+    theirs = (t["common_args"], t["runs"], t["inductive_fraction"])
+    if theirs != (common, args.runs, args.inductive_fraction):
+        raise SystemExit(f"--resume: {path} was run with (common args, runs, inductive fraction) "
+                         f"{theirs}, not {(common, args.runs, args.inductive_fraction)}")
+    return {c["cell"]: c for c in t["cells"]
+            if [r["row"] for r in c["rows"]] == ORDER
+            and all(r["seeds"] == args.runs for r in c["rows"])}
+
+
 def markdown(paths) -> str:
     """One table per file: rows x (protocol, SDRF) cells, test accuracy mean ± std."""
     out = []
@@ -143,6 +158,9 @@ def main() -> None:
     p.add_argument("--inductive-fraction", type=float, default=0.2)
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--out-dir", default=os.path.join("experiments", "results"))
+    p.add_argument("--resume", action="store_true",
+                   help="keep the complete cells of an existing results file run with the same "
+                        "settings and run only the missing ones")
     args, common = p.parse_known_args()
     common = [a for a in common if a not in ("--no-progress", "--progress")]
     settings = {}
@@ -153,11 +171,16 @@ def main() -> None:
     for dataset in args.datasets.split(","):
         cells, meta = [], versions()
         out = os.path.join(args.out_dir, f"frameless_{dataset}.json")
+        done = complete_cells(out, common, args) if args.resume else {}
         for protocol in args.protocols.split(","):
             if protocol not in ("transductive", "inductive"):
                 raise SystemExit(f"unknown protocol {protocol!r}")
             for iters in sdrf_values:
                 cell = f"{protocol}{f', SDRF {iters}' if iters else ''}"
+                if cell in done:
+                    print(f"{dataset}: {cell} (kept from {out})", flush=True)
+                    cells.append(done[cell])
+                    continue
                 print(f"{dataset}: {cell}", flush=True)
                 ckpt_dir = os.path.join("runs", "frameless_table", dataset,
                                         f"{protocol}_sdrf{iters}")
