@@ -143,7 +143,48 @@ def markdown(paths) -> str:
                 vals.append("" if r is None else f"{r['test_mean'] * 100:.2f} ± {r['test_std'] * 100:.2f}")
             out.append(f"| {name} | " + " | ".join(vals) + " |")
         out.append("")
+    out.extend(summary(paths))
     return "\n".join(out)
+
+
+STUDENTS = [r[0] for r in ROWS[2:]]
+
+
+def summary(paths) -> List[str]:
+    """Per dataset and protocol (without SDRF): each student against the teacher (points) and
+    the share of the MLP-to-teacher gap it closes, (student - MLP) / (teacher - MLP); no share
+    where the teacher is not better than the MLP alone (the gap is not there to close)."""
+    out = []
+    for protocol in ("transductive", "inductive"):
+        lines = []
+        for path in paths:
+            t = json.load(open(path))
+            cell = next((c for c in t["cells"] if c["cell"] == protocol), None)
+            if cell is None:
+                continue
+            acc = {r["row"]: r["test_mean"] * 100 for r in cell["rows"]}
+            std = {r["row"]: r["test_std"] * 100 for r in cell["rows"]}
+            n = cell["rows"][0]["seeds"]
+            mlp, teacher = acc["MLP"], acc[TEACHER_ROW]
+            vals = [f"{mlp:.1f}", f"{teacher:.1f}"]
+            for name in STUDENTS:
+                closed = (f", {(acc[name] - mlp) / (teacher - mlp) * 100:.0f}%"
+                          if teacher - mlp > 1.0 else "")
+                diff = acc[name] - teacher
+                se = max(((std[name] ** 2 + std[TEACHER_ROW] ** 2) / n) ** 0.5, 1e-9)
+                vals.append(f"{diff:+.1f} ({abs(diff) / se:.1f} SE){closed}")
+            lines.append(f"| {t['dataset']} | " + " | ".join(vals) + " |")
+        if lines:
+            out.append(f"### {protocol}, without SDRF: students against the teacher\n")
+            out.append("| | MLP | teacher | " + " | ".join(STUDENTS) + " |")
+            out.append("|---" * (len(STUDENTS) + 3) + "|")
+            out.extend(lines + [""])
+    if out:
+        out.append("Student cells: accuracy minus the teacher's (points), in standard errors of "
+                   "that difference (sqrt((s_student^2 + s_teacher^2) / seeds)), then the share "
+                   "of the MLP-to-teacher gap closed, (student - MLP) / (teacher - MLP), where "
+                   "the teacher beats the MLP by more than a point.\n")
+    return out
 
 
 def main() -> None:
