@@ -8,6 +8,7 @@ same seeds and the same teacher per seed within a cell. One JSON per dataset
     python experiments/frameless_table.py --data-dir ../shared/data --runs 5      # all eight
     python experiments/frameless_table.py --datasets cora --epochs 2 --teacher-epochs 2  # smoke
     python experiments/frameless_table.py --markdown experiments/results/frameless_*.json
+    python experiments/frameless_table.py --datasets cora --runs 5 --resume   # the missing cells
 
 Datasets (default): homophilic cora, citeseer, amazon-photo, coauthor-cs (Shchur protocol: the
 largest connected component, 20 train / 30 validation nodes per class drawn per seed, the
@@ -127,6 +128,14 @@ def complete_cells(path: str, common: List[str], args) -> Dict[str, Dict[str, An
             and all(r["seeds"] == args.runs for r in c["rows"])}
 
 
+def with_kept(cells: List[Dict[str, Any]], done: Dict[str, Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """``cells`` plus the kept complete cells this run did not ask for (a resumed run never
+    drops finished work), in table order: transductive first, then by SDRF iterations."""
+    names = {c["cell"] for c in cells}
+    merged = cells + [c for name, c in done.items() if name not in names]
+    return sorted(merged, key=lambda c: (c["protocol"] != "transductive", c["sdrf_iterations"]))
+
+
 def markdown(paths) -> str:
     """One table per file: rows x (protocol, SDRF) cells, test accuracy mean ± std."""
     out = []
@@ -232,7 +241,7 @@ def main() -> None:
                               "rows": rows})
                 write_results(out, {"dataset": dataset, "common_args": common,
                                     "runs": args.runs, "inductive_fraction": args.inductive_fraction,
-                                    "cells": cells, "versions": meta})
+                                    "cells": with_kept(cells, done), "versions": meta})
         print(f"wrote {out}")
         print(markdown([out]))
 
