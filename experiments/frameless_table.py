@@ -139,8 +139,8 @@ def with_kept(cells: List[Dict[str, Any]], done: Dict[str, Dict[str, Any]]) -> L
 def markdown(paths) -> str:
     """One table per file: rows x (protocol, SDRF) cells, test accuracy mean ± std."""
     out = []
-    for path in paths:
-        t = json.load(open(path))
+    tables = [json.load(open(path)) for path in paths]
+    for t in tables:
         cells = t["cells"]
         out.append(f"### {t['dataset']} ({cells[0]['rows'][0]['seeds']} seeds)\n")
         out.append("| | " + " | ".join(c["cell"] for c in cells) + " |")
@@ -152,22 +152,21 @@ def markdown(paths) -> str:
                 vals.append("" if r is None else f"{r['test_mean'] * 100:.2f} ± {r['test_std'] * 100:.2f}")
             out.append(f"| {name} | " + " | ".join(vals) + " |")
         out.append("")
-    out.extend(summary(paths))
+    out.extend(summary(tables))
     return "\n".join(out)
 
 
 STUDENTS = [r[0] for r in ROWS[2:]]
 
 
-def summary(paths) -> List[str]:
+def summary(tables: List[Dict[str, Any]]) -> List[str]:
     """Per dataset and protocol (without SDRF): each student against the teacher (points) and
     the share of the MLP-to-teacher gap it closes, (student - MLP) / (teacher - MLP); no share
     where the teacher is not better than the MLP alone (the gap is not there to close)."""
     out = []
     for protocol in ("transductive", "inductive"):
         lines = []
-        for path in paths:
-            t = json.load(open(path))
+        for t in tables:
             cell = next((c for c in t["cells"] if c["cell"] == protocol), None)
             if cell is None:
                 continue
